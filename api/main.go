@@ -1,0 +1,130 @@
+// Command api takes webhooks and answers 2xx once each message is durable in
+// RabbitMQ; the worker does the rest.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/redis/rueidis"
+
+	"github.com/lullhq/lull/internal/buffer"
+	"github.com/lullhq/lull/internal/config"
+	"github.com/lullhq/lull/internal/httpapi"
+	"github.com/lullhq/lull/internal/queue"
+	"github.com/lullhq/lull/internal/redisconn"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	cfg, err := config.Load()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	log := cfg.Logger(os.Stderr).With("process", "api", "namespace", cfg.Namespace)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	publisher, err := queue.NewPublisher(ctx, cfg.AMQPURL, cfg.Namespace, queue.PublisherOptions{
+		ConfirmTimeout: cfg.PublishTimeout,
+		Logger:         log,
+	})
+	if err != nil {
+		log.Error("publisher", "err", err)
+		return 1
+	}
+
+	// Redis is only asked by /readyz here; connect in the background so the
+	// api takes webhooks even while Redis is down.
+	var redis atomic.Pointer[rueidis.Client]
+	dead := &deadLetters{}
+	go func() {
+		if c, err := redisconn.Connect(ctx, cfg.RedisURL, log); err == nil {
+			redis.Store(&c)
+			dead.buf.Store(buffer.New(c, cfg.Namespace, buffer.Options{}))
+		}
+	}()
+	ping := func(ctx context.Context) error {
+		c := redis.Load()
+		if c == nil {
+			return errors.New("redis not connected")
+		}
+		return (*c).Do(ctx, (*c).B().Ping().Build()).Error()
+	}
+
+	app := httpapi.New(httpapi.Options{
+		Publisher:      publisher,
+		RedisPing:      ping,
+		BodyLimit:      cfg.BodyLimit,
+		PublishTimeout: cfg.PublishTimeout,
+		Logger:         log,
+		AdminToken:     cfg.AdminToken,
+		DeadLetters:    dead,
+	})
+	served := make(chan error, 1)
+	go func() { served <- app.Listen(cfg.HTTPAddr) }()
+	log.Info("api listening", "addr", cfg.HTTPAddr)
+
+	code := 0
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		log.Error("http server stopped", "err", err)
+		code = 1
+	}
+
+	// Shutdown, in order: stop accepting and let requests under way finish
+	// (each waits for its publisher confirm) → close the publisher → Redis.
+	log.Info("shutting down")
+	if err := app.ShutdownWithTimeout(cfg.ShutdownTimeout); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	closeCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := publisher.Close(closeCtx); err != nil {
+		log.Warn("publisher close", "err", err)
+	}
+	if c := redis.Load(); c != nil {
+		(*c).Close()
+	}
+	log.Info("api stopped")
+	return code
+}
+
+// deadLetters serves the admin endpoints once Redis is connected.
+type deadLetters struct {
+	buf atomic.Pointer[buffer.Buffer]
+}
+
+var errNoRedis = fiber.NewError(fiber.StatusServiceUnavailable, "redis not connected")
+
+func (d *deadLetters) DeadLetters(ctx context.Context) ([]buffer.Dead, error) {
+	if b := d.buf.Load(); b != nil {
+		return b.DeadLetters(ctx)
+	}
+	return nil, errNoRedis
+}
+
+func (d *deadLetters) DeadLetterByID(ctx context.Context, id string) (buffer.Dead, error) {
+	if b := d.buf.Load(); b != nil {
+		return b.DeadLetterByID(ctx, id)
+	}
+	return buffer.Dead{}, errNoRedis
+}
+
+func (d *deadLetters) Replay(ctx context.Context, id string) error {
+	if b := d.buf.Load(); b != nil {
+		return b.Replay(ctx, id)
+	}
+	return errNoRedis
+}

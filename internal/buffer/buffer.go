@@ -1,0 +1,345 @@
+// Package buffer owns a namespace's conversation state in Redis: it appends
+// messages, finds due conversations, claims, renews, commits and reclaims
+// batches. Every state change is one atomic Lua script (see lua/); callers
+// never see raw replies.
+package buffer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/lullhq/lull/internal/keys"
+	"github.com/lullhq/lull/lua"
+)
+
+// ErrLost means the caller no longer holds a batch: it was committed, or
+// reclaimed by another worker after its lease expired.
+var ErrLost = errors.New("buffer: batch no longer held")
+
+// Options are the buffering rules.
+type Options struct {
+	QuietWindow  time.Duration // flush after this long without a message
+	MaxWait      time.Duration // flush at the latest this long after a burst's first message (0 = no cap)
+	MaxMessages  int           // flush at once when a buffer holds this many
+	DedupeWindow time.Duration // how long a message id is remembered
+	TTL          time.Duration // safety TTL of buffers and metadata
+	Lease        time.Duration // how long a claimed batch is held before another worker may reclaim it
+	Now          func() int64  // tests only: a fixed clock in Unix ms instead of Redis TIME
+}
+
+// Buffer is the Redis state of one namespace.
+type Buffer struct {
+	client rueidis.Client
+	keys   keys.Space
+	opts   Options
+}
+
+// New returns the buffer of namespace ns.
+func New(client rueidis.Client, ns string, opts Options) *Buffer {
+	return &Buffer{client: client, keys: keys.New(ns), opts: opts}
+}
+
+// Keys is the buffer's key space.
+func (b *Buffer) Keys() keys.Space { return b.keys }
+
+// Lease is how long a claim is held.
+func (b *Buffer) Lease() time.Duration { return b.opts.Lease }
+
+func (b *Buffer) now() string {
+	if b.opts.Now == nil {
+		return ""
+	}
+	return strconv.FormatInt(b.opts.Now(), 10)
+}
+
+func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+
+// Appended is the outcome of an append.
+type Appended struct {
+	Stored     bool  // false: the message id was already stored (a duplicate)
+	Generation int64 // the conversation's generation after the call
+	Count      int64 // messages buffered
+	Deadline   int64 // flush deadline, Unix ms (-1: none)
+	Now        int64 // Redis clock at the append, Unix ms
+}
+
+// Append stores message (its JSON encoding) with id in conversation key's
+// buffer unless id was seen within the dedupe window, and reschedules the
+// conversation's flush.
+func (b *Buffer) Append(ctx context.Context, key, id string, message []byte) (Appended, error) {
+	k := b.keys.Conversation(key)
+	vals, err := lua.Append.Exec(ctx, b.client,
+		[]string{k.Buf, k.Meta, k.Seen, k.Due},
+		[]string{key, id, string(message), ms(b.opts.QuietWindow), ms(b.opts.MaxWait),
+			strconv.Itoa(b.opts.MaxMessages), ms(b.opts.DedupeWindow), ms(b.opts.TTL), b.now()},
+	).AsIntSlice()
+	if err != nil {
+		return Appended{}, fmt.Errorf("append %s: %w", k.Buf, err)
+	}
+	if len(vals) != 5 {
+		return Appended{}, fmt.Errorf("append %s: unexpected reply %v", k.Buf, vals)
+	}
+	return Appended{Stored: vals[0] == 1, Generation: vals[1], Count: vals[2], Deadline: vals[3], Now: vals[4]}, nil
+}
+
+// Scheduled is a conversation (or lease) whose time has come.
+type Scheduled struct {
+	Key string
+	At  int64 // its deadline or lease expiry, Unix ms
+}
+
+// Schedule is what one shard's schedule holds now.
+type Schedule struct {
+	Now  int64       // Redis clock, Unix ms
+	Next int64       // earliest future entry, Unix ms (-1: none)
+	Due  []Scheduled // entries whose time has come
+}
+
+// Due returns, for every shard, the conversations whose deadline has passed
+// (at most limit per shard) and when the next one is due.
+func (b *Buffer) Due(ctx context.Context, limit int) ([]Schedule, error) {
+	return b.ready(ctx, limit, b.keys.Due)
+}
+
+// Expired returns, for every shard, the batches whose lease has expired.
+func (b *Buffer) Expired(ctx context.Context, limit int) ([]Schedule, error) {
+	return b.ready(ctx, limit, b.keys.Inflight)
+}
+
+func (b *Buffer) ready(ctx context.Context, limit int, key func(int) string) ([]Schedule, error) {
+	execs := make([]rueidis.LuaExec, keys.Shards)
+	for s := range execs {
+		execs[s] = rueidis.LuaExec{Keys: []string{key(s)}, Args: []string{strconv.Itoa(limit), b.now()}}
+	}
+	out := make([]Schedule, 0, keys.Shards)
+	for s, res := range lua.Ready.ExecMulti(ctx, b.client, execs...) {
+		vals, err := res.ToArray()
+		if err != nil {
+			return nil, fmt.Errorf("ready %s: %w", key(s), err)
+		}
+		if len(vals) < 2 || len(vals)%2 != 0 {
+			return nil, fmt.Errorf("ready %s: unexpected reply of %d values", key(s), len(vals))
+		}
+		var sc Schedule
+		if sc.Now, err = vals[0].AsInt64(); err != nil {
+			return nil, fmt.Errorf("ready %s: now: %w", key(s), err)
+		}
+		if sc.Next, err = vals[1].AsInt64(); err != nil {
+			return nil, fmt.Errorf("ready %s: next: %w", key(s), err)
+		}
+		for i := 2; i < len(vals); i += 2 {
+			member, err := vals[i].ToString()
+			if err != nil {
+				return nil, fmt.Errorf("ready %s: member: %w", key(s), err)
+			}
+			at, err := vals[i+1].AsInt64()
+			if err != nil {
+				return nil, fmt.Errorf("ready %s: score: %w", key(s), err)
+			}
+			sc.Due = append(sc.Due, Scheduled{Key: member, At: at})
+		}
+		out = append(out, sc)
+	}
+	return out, nil
+}
+
+// Generations returns the current generation of each conversation (0 when it
+// has none), in one round trip.
+func (b *Buffer) Generations(ctx context.Context, convs []string) ([]string, error) {
+	cmds := make(rueidis.Commands, len(convs))
+	for i, c := range convs {
+		cmds[i] = b.client.B().Hget().Key(b.keys.Conversation(c).Meta).Field("gen").Build()
+	}
+	out := make([]string, len(convs))
+	for i, res := range b.client.DoMulti(ctx, cmds...) {
+		g, err := res.ToString()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			return nil, fmt.Errorf("generation %s: %w", b.keys.Conversation(convs[i]).Meta, err)
+		}
+		out[i] = g
+	}
+	return out, nil
+}
+
+// Claim is a batch a worker holds.
+type Claim struct {
+	Key        string
+	Generation int64
+	Reason     string
+	FlushedAt  int64 // Unix ms
+	Attempt    int   // delivery attempts counted so far
+	Messages   []json.RawMessage
+	Owner      string
+}
+
+// FlushResult says why a flush claimed nothing ("" when it claimed a batch).
+type FlushResult string
+
+// Why a flush claimed nothing.
+const (
+	FlushGone   FlushResult = "gone"
+	FlushNotDue FlushResult = "not_due"
+	FlushStale  FlushResult = "stale"
+	FlushBusy   FlushResult = "busy"
+	FlushEmpty  FlushResult = "empty"
+)
+
+// Flush claims conversation key's buffer as a batch for owner if its deadline
+// has passed, its generation is still genSeen ("" = any) and no earlier batch
+// of it is in flight. When it claims nothing, the result says why.
+func (b *Buffer) Flush(ctx context.Context, key, genSeen, owner string) (Claim, FlushResult, error) {
+	return b.FlushMany(ctx, []string{key}, []string{genSeen}, owner)[0].unpack()
+}
+
+// FlushOutcome is one result of FlushMany.
+type FlushOutcome struct {
+	Claim  Claim
+	Result FlushResult // "" when Claim holds a batch
+	Err    error
+}
+
+func (o FlushOutcome) unpack() (Claim, FlushResult, error) { return o.Claim, o.Result, o.Err }
+
+// FlushMany runs Flush for many conversations in one round trip.
+func (b *Buffer) FlushMany(ctx context.Context, convs, gensSeen []string, owner string) []FlushOutcome {
+	execs := make([]rueidis.LuaExec, len(convs))
+	for i, c := range convs {
+		k := b.keys.Conversation(c)
+		execs[i] = rueidis.LuaExec{
+			Keys: []string{k.Due, k.Meta, k.Buf, k.Batch, k.Inflight},
+			Args: []string{c, gensSeen[i], ms(b.opts.Lease), owner, b.now()},
+		}
+	}
+	out := make([]FlushOutcome, len(convs))
+	for i, res := range lua.Flush.ExecMulti(ctx, b.client, execs...) {
+		c, why, err := claimReply(res, convs[i], owner)
+		if err != nil {
+			err = fmt.Errorf("flush %s: %w", b.keys.Conversation(convs[i]).Batch, err)
+		}
+		out[i] = FlushOutcome{Claim: c, Result: FlushResult(why), Err: err}
+	}
+	return out
+}
+
+// claimReply reads {1, gen, reason, flushed_at, attempt, messages} or {0, why}.
+func claimReply(res rueidis.RedisResult, key, owner string) (Claim, string, error) {
+	vals, err := res.ToArray()
+	if err != nil {
+		return Claim{}, "", err
+	}
+	if len(vals) == 2 {
+		why, err := vals[1].ToString()
+		return Claim{}, why, err
+	}
+	if len(vals) != 6 {
+		return Claim{}, "", fmt.Errorf("unexpected reply of %d values", len(vals))
+	}
+	c := Claim{Key: key, Owner: owner}
+	if c.Generation, err = vals[1].AsInt64(); err != nil {
+		return Claim{}, "", fmt.Errorf("generation: %w", err)
+	}
+	if c.Reason, err = vals[2].ToString(); err != nil {
+		return Claim{}, "", fmt.Errorf("reason: %w", err)
+	}
+	if c.FlushedAt, err = vals[3].AsInt64(); err != nil {
+		return Claim{}, "", fmt.Errorf("flushed_at: %w", err)
+	}
+	attempt, err := vals[4].AsInt64()
+	if err != nil {
+		return Claim{}, "", fmt.Errorf("attempt: %w", err)
+	}
+	c.Attempt = int(attempt)
+	raw, err := vals[5].ToString()
+	if err != nil {
+		return Claim{}, "", fmt.Errorf("messages: %w", err)
+	}
+	if err := json.Unmarshal([]byte(raw), &c.Messages); err != nil {
+		return Claim{}, "", fmt.Errorf("messages: %w", err)
+	}
+	return c, "", nil
+}
+
+// Renew extends the lease of c and, when attempt is true, counts a delivery
+// attempt. It returns the attempt count, or ErrLost when c is no longer held.
+func (b *Buffer) Renew(ctx context.Context, c Claim, attempt bool) (int, error) {
+	k := b.keys.Conversation(c.Key)
+	count := "0"
+	if attempt {
+		count = "1"
+	}
+	n, err := lua.Renew.Exec(ctx, b.client,
+		[]string{k.Batch, k.Inflight},
+		[]string{c.Key, strconv.FormatInt(c.Generation, 10), c.Owner, ms(b.opts.Lease), count, b.now()},
+	).AsInt64()
+	if err != nil {
+		return 0, fmt.Errorf("renew %s: %w", k.Batch, err)
+	}
+	if n < 0 {
+		return 0, fmt.Errorf("renew %s: %w", k.Batch, ErrLost)
+	}
+	return int(n), nil
+}
+
+// Committed is the outcome of a commit.
+type Committed struct {
+	Next int64 // deadline of messages buffered meanwhile, Unix ms (-1: none)
+	Now  int64 // Redis clock, Unix ms
+}
+
+// Commit deletes delivered batch c and releases its conversation, so what
+// arrived meanwhile flushes on its own deadline. It returns ErrLost when c
+// was no longer the conversation's batch.
+func (b *Buffer) Commit(ctx context.Context, c Claim) (Committed, error) {
+	k := b.keys.Conversation(c.Key)
+	vals, err := lua.Commit.Exec(ctx, b.client,
+		[]string{k.Batch, k.Inflight, k.Due, k.Meta, k.Buf},
+		[]string{c.Key, strconv.FormatInt(c.Generation, 10)},
+	).AsIntSlice()
+	if err != nil {
+		return Committed{}, fmt.Errorf("commit %s: %w", k.Batch, err)
+	}
+	if len(vals) != 3 {
+		return Committed{}, fmt.Errorf("commit %s: unexpected reply %v", k.Batch, vals)
+	}
+	if vals[0] != 1 {
+		return Committed{}, fmt.Errorf("commit %s: %w", k.Batch, ErrLost)
+	}
+	return Committed{Next: vals[1], Now: vals[2]}, nil
+}
+
+// Release gives up c's lease at once, so any worker re-drives it on its next
+// scan (used at shutdown instead of waiting for the lease to run out).
+func (b *Buffer) Release(ctx context.Context, c Claim) error {
+	k := b.keys.Conversation(c.Key)
+	n, err := lua.Renew.Exec(ctx, b.client,
+		[]string{k.Batch, k.Inflight},
+		[]string{c.Key, strconv.FormatInt(c.Generation, 10), c.Owner, "0", "0", b.now()},
+	).AsInt64()
+	if err != nil {
+		return fmt.Errorf("release %s: %w", k.Batch, err)
+	}
+	if n < 0 {
+		return fmt.Errorf("release %s: %w", k.Batch, ErrLost)
+	}
+	return nil
+}
+
+// Reclaim takes over conversation key's batch for owner if its lease has
+// expired. ok is false when there was nothing to take.
+func (b *Buffer) Reclaim(ctx context.Context, key, owner string) (c Claim, ok bool, err error) {
+	k := b.keys.Conversation(key)
+	c, why, err := claimReply(lua.Reclaim.Exec(ctx, b.client,
+		[]string{k.Inflight, k.Batch},
+		[]string{key, ms(b.opts.Lease), owner, b.now()},
+	), key, owner)
+	if err != nil {
+		return Claim{}, false, fmt.Errorf("reclaim %s: %w", k.Batch, err)
+	}
+	return c, why == "", nil
+}

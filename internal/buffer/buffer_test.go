@@ -1,0 +1,367 @@
+package buffer_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lullhq/lull/internal/buffer"
+	"github.com/lullhq/lull/internal/keys"
+	"github.com/lullhq/lull/internal/testenv"
+)
+
+const t0 = int64(1_800_000_000_000) // a fixed Unix ms clock
+
+type testBundle struct {
+	buf    *buffer.Buffer
+	client rueidis.Client
+	ns     string
+	clock  *atomic.Int64
+}
+
+func (tb testBundle) advance(d time.Duration) { tb.clock.Add(d.Milliseconds()) }
+
+func setup(t *testing.T, mutate ...func(*buffer.Options)) testBundle {
+	t.Helper()
+	t.Parallel()
+	ns := testenv.Namespace(t, "buffer")
+	client := testenv.Redis(t, ns)
+	clock := &atomic.Int64{}
+	clock.Store(t0)
+	opts := buffer.Options{
+		QuietWindow:  10 * time.Second,
+		MaxWait:      60 * time.Second,
+		MaxMessages:  100,
+		DedupeWindow: time.Hour,
+		TTL:          24 * time.Hour,
+		Lease:        30 * time.Second,
+		Now:          clock.Load,
+	}
+	for _, m := range mutate {
+		m(&opts)
+	}
+	return testBundle{buf: buffer.New(client, ns, opts), client: client, ns: ns, clock: clock}
+}
+
+func msg(text string) []byte {
+	b, _ := json.Marshal(map[string]string{"id": text, "text": text})
+	return b
+}
+
+func texts(t *testing.T, c buffer.Claim) []string {
+	t.Helper()
+	out := make([]string, len(c.Messages))
+	for i, m := range c.Messages {
+		var v struct{ Text string }
+		require.NoError(t, json.Unmarshal(m, &v))
+		out[i] = v.Text
+	}
+	return out
+}
+
+func TestAppend_DeadlineArithmetic(t *testing.T) {
+	tests := []struct {
+		name       string
+		maxWait    time.Duration
+		maxMsgs    int
+		gaps       []time.Duration // before each append after the first
+		wantOffset time.Duration   // deadline of the last append, from t0
+		wantReason string
+	}{
+		{"one message: now + quiet", time.Minute, 100, nil, 10 * time.Second, "quiet"},
+		{"every message restarts the window", time.Minute, 100, []time.Duration{4 * time.Second, 4 * time.Second}, 18 * time.Second, "quiet"},
+		{"capped at first + max wait", 15 * time.Second, 100, []time.Duration{4 * time.Second, 4 * time.Second}, 15 * time.Second, "max_wait"},
+		{"no cap when max wait is 0", 0, 100, []time.Duration{9 * time.Second, 9 * time.Second, 9 * time.Second}, 37 * time.Second, "quiet"},
+		{"max messages flushes at once", time.Minute, 3, []time.Duration{time.Second, time.Second}, 2 * time.Second, "max_messages"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tb := setup(t, func(o *buffer.Options) { o.MaxWait, o.MaxMessages = tt.maxWait, tt.maxMsgs })
+			ctx := context.Background()
+			var a buffer.Appended
+			var err error
+			for i := 0; i <= len(tt.gaps); i++ {
+				if i > 0 {
+					tb.advance(tt.gaps[i-1])
+				}
+				a, err = tb.buf.Append(ctx, "u1", fmt.Sprint("m", i), msg(fmt.Sprint("m", i)))
+				require.NoError(t, err)
+				require.True(t, a.Stored)
+			}
+			require.Equal(t, t0+tt.wantOffset.Milliseconds(), a.Deadline)
+			k := tb.buf.Keys().Conversation("u1")
+			score, err := tb.client.Do(ctx, tb.client.B().Zscore().Key(k.Due).Member("u1").Build()).AsInt64()
+			require.NoError(t, err)
+			require.Equal(t, a.Deadline, score)
+			reason, err := tb.client.Do(ctx, tb.client.B().Hget().Key(k.Meta).Field("reason").Build()).ToString()
+			require.NoError(t, err)
+			require.Equal(t, tt.wantReason, reason)
+		})
+	}
+}
+
+func TestAppend_DuplicateIDStoredOnce(t *testing.T) {
+	tb := setup(t)
+	ctx := context.Background()
+	a1, err := tb.buf.Append(ctx, "u1", "wamid.1", msg("oi"))
+	require.NoError(t, err)
+	tb.advance(time.Second)
+	a2, err := tb.buf.Append(ctx, "u1", "wamid.1", msg("oi"))
+	require.NoError(t, err)
+	require.True(t, a1.Stored)
+	require.False(t, a2.Stored)
+	require.Equal(t, a1.Generation, a2.Generation, "a duplicate does not bump the generation")
+	require.Equal(t, a1.Deadline, a2.Deadline, "a duplicate does not move the deadline")
+	require.EqualValues(t, 1, a2.Count)
+
+	// Still a duplicate after the batch was flushed and delivered.
+	tb.advance(time.Minute)
+	c, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	require.NoError(t, err)
+	require.Empty(t, why)
+	_, err = tb.buf.Commit(ctx, c)
+	require.NoError(t, err)
+	a3, err := tb.buf.Append(ctx, "u1", "wamid.1", msg("oi"))
+	require.NoError(t, err)
+	require.False(t, a3.Stored)
+
+	// The same id in another conversation is another message.
+	a4, err := tb.buf.Append(ctx, "u2", "wamid.1", msg("oi"))
+	require.NoError(t, err)
+	require.True(t, a4.Stored)
+}
+
+func TestAppend_DedupeWindowExpires(t *testing.T) {
+	tb := setup(t, func(o *buffer.Options) { o.DedupeWindow = 5 * time.Second })
+	ctx := context.Background()
+	_, err := tb.buf.Append(ctx, "u1", "old", msg("a"))
+	require.NoError(t, err)
+	tb.advance(6 * time.Second)
+	_, err = tb.buf.Append(ctx, "u1", "new", msg("b")) // trims ids older than the window
+	require.NoError(t, err)
+	n, err := tb.client.Do(ctx, tb.client.B().Zcard().Key(tb.buf.Keys().Conversation("u1").Seen).Build()).AsInt64()
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n, "ids older than the dedupe window are trimmed")
+}
+
+func TestAppend_GenerationNeverRepeats(t *testing.T) {
+	tb := setup(t)
+	ctx := context.Background()
+	a1, err := tb.buf.Append(ctx, "u1", "a", msg("a"))
+	require.NoError(t, err)
+	require.Equal(t, t0+1, a1.Generation, "a new conversation's generation starts at the clock")
+	a2, err := tb.buf.Append(ctx, "u1", "b", msg("b"))
+	require.NoError(t, err)
+	require.Equal(t, a1.Generation+1, a2.Generation)
+
+	// The state expired (safety TTL): the generation restarts above every earlier one.
+	k := tb.buf.Keys().Conversation("u1")
+	tb.client.Do(ctx, tb.client.B().Del().Key(k.Meta, k.Buf).Build())
+	tb.advance(time.Second)
+	a3, err := tb.buf.Append(ctx, "u1", "c", msg("c"))
+	require.NoError(t, err)
+	require.Greater(t, a3.Generation, a2.Generation)
+}
+
+func TestFlush_ChecksDeadlineAndGeneration(t *testing.T) {
+	tb := setup(t)
+	ctx := context.Background()
+	a, err := tb.buf.Append(ctx, "u1", "a", msg("a"))
+	require.NoError(t, err)
+
+	_, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	require.NoError(t, err)
+	require.Equal(t, buffer.FlushNotDue, why)
+
+	tb.advance(10 * time.Second)
+	_, why, err = tb.buf.Flush(ctx, "u1", strconv.FormatInt(a.Generation-1, 10), "w1")
+	require.NoError(t, err)
+	require.Equal(t, buffer.FlushStale, why, "a generation the poller did not see is not flushed")
+
+	c, why, err := tb.buf.Flush(ctx, "u1", strconv.FormatInt(a.Generation, 10), "w1")
+	require.NoError(t, err)
+	require.Empty(t, why)
+	require.Equal(t, a.Generation, c.Generation)
+	require.Equal(t, "quiet", c.Reason)
+	require.Equal(t, t0+10_000, c.FlushedAt)
+	require.Equal(t, []string{"a"}, texts(t, c))
+
+	_, why, err = tb.buf.Flush(ctx, "u1", "", "w2")
+	require.NoError(t, err)
+	require.Equal(t, buffer.FlushGone, why, "a flushed conversation is not flushed twice")
+
+	k := tb.buf.Keys().Conversation("u1")
+	exists, err := tb.client.Do(ctx, tb.client.B().Exists().Key(k.Buf).Build()).AsInt64()
+	require.NoError(t, err)
+	require.Zero(t, exists, "the buffer moved into the batch")
+	lease, err := tb.client.Do(ctx, tb.client.B().Zscore().Key(k.Inflight).Member("u1").Build()).AsInt64()
+	require.NoError(t, err)
+	require.Equal(t, t0+10_000+30_000, lease)
+}
+
+func TestFlush_ClaimRaceHasOneWinner(t *testing.T) {
+	tb := setup(t)
+	ctx := context.Background()
+	for i := range 20 {
+		_, err := tb.buf.Append(ctx, "u1", fmt.Sprint(i), msg(fmt.Sprint(i)))
+		require.NoError(t, err)
+	}
+	tb.advance(time.Minute)
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, why, err := tb.buf.Flush(ctx, "u1", "", fmt.Sprint("w", w))
+			if err == nil && why == "" {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	require.EqualValues(t, 1, wins.Load())
+}
+
+func TestFlush_SerializesBatchesOfAConversation(t *testing.T) {
+	tb := setup(t)
+	ctx := context.Background()
+	_, err := tb.buf.Append(ctx, "u1", "a", msg("a"))
+	require.NoError(t, err)
+	tb.advance(10 * time.Second)
+	first, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	require.NoError(t, err)
+	require.Empty(t, why)
+
+	// Messages arriving while batch 1 is in flight wait for it.
+	_, err = tb.buf.Append(ctx, "u1", "b", msg("b"))
+	require.NoError(t, err)
+	tb.advance(10 * time.Second)
+	_, why, err = tb.buf.Flush(ctx, "u1", "", "w1")
+	require.NoError(t, err)
+	require.Equal(t, buffer.FlushBusy, why)
+	k := tb.buf.Keys().Conversation("u1")
+	score, err := tb.client.Do(ctx, tb.client.B().Zscore().Key(k.Due).Member("u1").Build()).AsInt64()
+	require.NoError(t, err)
+	require.Equal(t, t0+10_000+30_000, score, "rescheduled at batch 1's lease end")
+
+	done, err := tb.buf.Commit(ctx, first)
+	require.NoError(t, err)
+	require.Equal(t, t0+20_000, done.Next, "committing restores the waiting buffer's own deadline")
+
+	second, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	require.NoError(t, err)
+	require.Empty(t, why)
+	require.Equal(t, []string{"b"}, texts(t, second), "batch 2 holds only what came after batch 1")
+	require.Greater(t, second.Generation, first.Generation)
+}
+
+func TestCommit_OnlyTheBatchInFlight(t *testing.T) {
+	tb := setup(t)
+	ctx := context.Background()
+	_, err := tb.buf.Append(ctx, "u1", "a", msg("a"))
+	require.NoError(t, err)
+	tb.advance(10 * time.Second)
+	c, _, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	require.NoError(t, err)
+	done, err := tb.buf.Commit(ctx, c)
+	require.NoError(t, err)
+	require.EqualValues(t, -1, done.Next)
+	_, err = tb.buf.Commit(ctx, c)
+	require.ErrorIs(t, err, buffer.ErrLost, "a second commit of the same batch changes nothing")
+	require.Empty(t, testenv.Keys(ctx, tb.client, tb.ns+":{s"+fmt.Sprintf("%02d", keys.Shard("u1"))+"}:batch:*"))
+}
+
+func TestReclaim_ExpiredLeaseRedrivesSameBatch(t *testing.T) {
+	tb := setup(t)
+	ctx := context.Background()
+	for _, m := range []string{"a", "b"} {
+		_, err := tb.buf.Append(ctx, "u1", m, msg(m))
+		require.NoError(t, err)
+	}
+	tb.advance(10 * time.Second)
+	c1, _, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	require.NoError(t, err)
+	n, err := tb.buf.Renew(ctx, c1, true)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+
+	_, ok, err := tb.buf.Reclaim(ctx, "u1", "w2")
+	require.NoError(t, err)
+	require.False(t, ok, "a held lease is not reclaimed")
+
+	tb.advance(31 * time.Second) // w1 died
+	exp, err := tb.buf.Expired(ctx, 10)
+	require.NoError(t, err)
+	require.Equal(t, []buffer.Scheduled{{Key: "u1", At: t0 + 40_000}}, exp[keys.Shard("u1")].Due)
+
+	c2, ok, err := tb.buf.Reclaim(ctx, "u1", "w2")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, c1.Generation, c2.Generation, "the same batch")
+	require.Equal(t, texts(t, c1), texts(t, c2))
+	require.Equal(t, 1, c2.Attempt)
+	_, ok, err = tb.buf.Reclaim(ctx, "u1", "w3")
+	require.NoError(t, err)
+	require.False(t, ok, "one reclaimer wins")
+
+	_, err = tb.buf.Renew(ctx, c1, true)
+	require.ErrorIs(t, err, buffer.ErrLost, "the old owner learns it lost the batch")
+	n, err = tb.buf.Renew(ctx, c2, true)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+}
+
+func TestDue_ReportsDueAndNext(t *testing.T) {
+	tb := setup(t)
+	ctx := context.Background()
+	_, err := tb.buf.Append(ctx, "early", "a", msg("a"))
+	require.NoError(t, err)
+	tb.advance(5 * time.Second)
+	_, err = tb.buf.Append(ctx, "late", "b", msg("b"))
+	require.NoError(t, err)
+	tb.advance(6 * time.Second) // early is due (t0+10s), late at t0+15s
+
+	sched, err := tb.buf.Due(ctx, 100)
+	require.NoError(t, err)
+	require.Len(t, sched, keys.Shards)
+	var due []string
+	next := int64(-1)
+	for _, s := range sched {
+		require.Equal(t, t0+11_000, s.Now)
+		for _, d := range s.Due {
+			due = append(due, d.Key)
+		}
+		if s.Next > 0 && (next < 0 || s.Next < next) {
+			next = s.Next
+		}
+	}
+	require.Equal(t, []string{"early"}, due)
+	require.Equal(t, t0+15_000, next)
+}
+
+func TestKeys_HostileConversationKeys(t *testing.T) {
+	tb := setup(t)
+	ctx := context.Background()
+	for _, key := range []string{"a{b}c", "}{", "x:y:z", "with space", "ünïcødé 🎉", string(make([]byte, 10_000))} {
+		a, err := tb.buf.Append(ctx, key, "id", msg(key))
+		require.NoError(t, err, "%q", key)
+		require.True(t, a.Stored)
+		tb.advance(time.Minute)
+		c, why, err := tb.buf.Flush(ctx, key, "", "w")
+		require.NoError(t, err)
+		require.Empty(t, why)
+		require.Equal(t, key, c.Key)
+		require.Equal(t, []string{key}, texts(t, c))
+		_, err = tb.buf.Commit(ctx, c)
+		require.NoError(t, err)
+	}
+}

@@ -1,0 +1,247 @@
+// Package config reads lull's configuration from the environment, once, at
+// the edge. Components take the plain values; nothing else reads os.Getenv.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Config is every setting of the api and the worker (ARCHITECTURE 2.1).
+type Config struct {
+	HTTPAddr  string `env:"HTTP_ADDR" envDefault:":8000"`
+	RedisURL  string `env:"REDIS_URL"`
+	AMQPURL   string `env:"AMQP_URL"`
+	Namespace string `env:"NAMESPACE" envDefault:"lull"`
+
+	QuietWindow      time.Duration `env:"QUIET_WINDOW" envDefault:"12s"`
+	MaxWait          time.Duration `env:"MAX_WAIT" envDefault:"60s"`
+	MaxBatchMessages int           `env:"MAX_BATCH_MESSAGES" envDefault:"100"`
+
+	Sinks          []string `env:"SINKS" envDefault:"log" envSeparator:","`
+	CallbackURL    string   `env:"CALLBACK_URL"`
+	CallbackSecret string   `env:"CALLBACK_SECRET"`
+
+	// Beyond the contract: tuning with safe defaults.
+	BodyLimit       int           `env:"BODY_LIMIT" envDefault:"1048576"`
+	PublishTimeout  time.Duration `env:"PUBLISH_TIMEOUT" envDefault:"5s"`
+	Prefetch        int           `env:"PREFETCH" envDefault:"200"`
+	DedupeWindow    time.Duration `env:"DEDUPE_WINDOW" envDefault:"24h"`
+	KeyTTL          time.Duration `env:"KEY_TTL" envDefault:"168h"`
+	Lease           time.Duration `env:"LEASE" envDefault:"30s"`
+	PollInterval    time.Duration `env:"POLL_INTERVAL" envDefault:"1s"`
+	CallbackTimeout time.Duration `env:"CALLBACK_TIMEOUT" envDefault:"10s"`
+	RetryMin        time.Duration `env:"RETRY_BACKOFF_MIN" envDefault:"1s"`
+	RetryMax        time.Duration `env:"RETRY_BACKOFF_MAX" envDefault:"5m"`
+	MaxAttempts     int           `env:"MAX_ATTEMPTS" envDefault:"10"`
+	AdminToken      string        `env:"ADMIN_TOKEN"`
+	Deliveries      int           `env:"DELIVERY_CONCURRENCY" envDefault:"64"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text"`
+
+	// The seed demo's .env names, used when REDIS_URL / AMQP_URL are unset.
+	RedisHost    string `env:"REDIS_HOST"`
+	RedisPort    string `env:"REDIS_PORT"`
+	RedisUser    string `env:"REDIS_USER"`
+	RedisPass    string `env:"REDIS_PASS"`
+	CeleryBroker string `env:"CELERY_BROKER"`
+}
+
+// Defaults of the URL settings.
+const (
+	DefaultRedisURL = "redis://127.0.0.1:6379/0"
+	DefaultAMQPURL  = "amqp://guest:guest@127.0.0.1:5672/"
+)
+
+// Load parses the environment and validates the result. Its errors name the
+// variable at fault.
+func Load() (Config, error) {
+	var c Config
+	if err := env.Parse(&c); err != nil {
+		return Config{}, nameVariables(err)
+	}
+	c.resolveURLs()
+	for i, s := range c.Sinks {
+		c.Sinks[i] = strings.TrimSpace(s)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// nameVariables rewrites env's parse errors, which name Go fields, to name
+// the environment variable instead.
+func nameVariables(err error) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return fmt.Errorf("config: %w", err)
+	}
+	t := reflect.TypeFor[Config]()
+	errs := make([]error, 0, len(agg.Errors))
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			if f, ok := t.FieldByName(pe.Name); ok {
+				errs = append(errs, fmt.Errorf("config: %s: %w", f.Tag.Get("env"), pe.Err))
+				continue
+			}
+		}
+		errs = append(errs, fmt.Errorf("config: %w", e))
+	}
+	return errors.Join(errs...)
+}
+
+// resolveURLs fills REDIS_URL and AMQP_URL from the seed's names, or the defaults.
+func (c *Config) resolveURLs() {
+	if c.RedisURL == "" && c.RedisHost != "" {
+		port := c.RedisPort
+		if port == "" {
+			port = "6379"
+		}
+		u := url.URL{Scheme: "redis", Host: net.JoinHostPort(c.RedisHost, port), Path: "/0"}
+		if c.RedisUser != "" || c.RedisPass != "" {
+			u.User = url.UserPassword(c.RedisUser, c.RedisPass)
+		}
+		c.RedisURL = u.String()
+	}
+	if c.RedisURL == "" {
+		c.RedisURL = DefaultRedisURL
+	}
+	if c.AMQPURL == "" {
+		c.AMQPURL = strings.TrimSpace(c.CeleryBroker)
+	}
+	if c.AMQPURL == "" {
+		c.AMQPURL = DefaultAMQPURL
+	}
+}
+
+var namespaceRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// Validate checks every value and reports all problems, each naming its variable.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: %s", name, fmt.Sprintf(format, args...)))
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		bad("HTTP_ADDR", "%q is not host:port", c.HTTPAddr)
+	}
+	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+		bad("REDIS_URL", "%q is not a redis://, rediss:// or unix:// URL", redact(c.RedisURL))
+	}
+	if u, err := url.Parse(c.AMQPURL); err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") {
+		bad("AMQP_URL", "%q is not an amqp:// or amqps:// URL", redact(c.AMQPURL))
+	}
+	if !namespaceRE.MatchString(c.Namespace) {
+		bad("NAMESPACE", "%q must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit", c.Namespace)
+	}
+	if c.QuietWindow < time.Millisecond {
+		bad("QUIET_WINDOW", "%s must be at least 1ms", c.QuietWindow)
+	}
+	if c.MaxWait < 0 {
+		bad("MAX_WAIT", "%s must not be negative (0 = no cap)", c.MaxWait)
+	}
+	if c.MaxBatchMessages < 1 {
+		bad("MAX_BATCH_MESSAGES", "%d must be at least 1", c.MaxBatchMessages)
+	}
+	if len(c.Sinks) == 0 {
+		bad("SINKS", "must name at least one sink")
+	}
+	seen := map[string]bool{}
+	for _, s := range c.Sinks {
+		switch s {
+		case "log", "http":
+		default:
+			bad("SINKS", "unknown sink %q (known: log, http)", s)
+		}
+		if seen[s] {
+			bad("SINKS", "sink %q listed twice", s)
+		}
+		seen[s] = true
+	}
+	if seen["http"] {
+		if u, err := url.Parse(c.CallbackURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("CALLBACK_URL", "%q must be an http(s) URL when SINKS has http", c.CallbackURL)
+		}
+	}
+	if c.BodyLimit < 1024 {
+		bad("BODY_LIMIT", "%d must be at least 1024 bytes", c.BodyLimit)
+	}
+	positive := []struct {
+		name string
+		d    time.Duration
+	}{
+		{"PUBLISH_TIMEOUT", c.PublishTimeout}, {"DEDUPE_WINDOW", c.DedupeWindow}, {"KEY_TTL", c.KeyTTL},
+		{"LEASE", c.Lease}, {"POLL_INTERVAL", c.PollInterval}, {"CALLBACK_TIMEOUT", c.CallbackTimeout},
+		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout}, {"RETRY_BACKOFF_MIN", c.RetryMin}, {"RETRY_BACKOFF_MAX", c.RetryMax},
+	}
+	for _, p := range positive {
+		if p.d <= 0 {
+			bad(p.name, "%s must be positive", p.d)
+		}
+	}
+	if c.KeyTTL < 10*(c.QuietWindow+c.MaxWait) {
+		bad("KEY_TTL", "%s must be at least 10 x (QUIET_WINDOW + MAX_WAIT): it is a leak guard, never the flush", c.KeyTTL)
+	}
+	if c.Lease < 3*c.CallbackTimeout {
+		bad("LEASE", "%s must be at least 3 x CALLBACK_TIMEOUT (%s)", c.Lease, c.CallbackTimeout)
+	}
+	if c.RetryMax < c.RetryMin {
+		bad("RETRY_BACKOFF_MAX", "%s must not be below RETRY_BACKOFF_MIN (%s)", c.RetryMax, c.RetryMin)
+	}
+	if c.Prefetch < 1 || c.Prefetch > 65535 {
+		bad("PREFETCH", "%d must be between 1 and 65535", c.Prefetch)
+	}
+	if c.MaxAttempts < 1 {
+		bad("MAX_ATTEMPTS", "%d must be at least 1", c.MaxAttempts)
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		bad("ADMIN_TOKEN", "must be at least 16 characters when set")
+	}
+	if c.Deliveries < 1 {
+		bad("DELIVERY_CONCURRENCY", "%d must be at least 1", c.Deliveries)
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("LOG_LEVEL", "%q must be debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("LOG_FORMAT", "%q must be text or json", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+// redact hides a URL's password.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	return u.Redacted()
+}
+
+// Logger is the process's logger, as LOG_LEVEL and LOG_FORMAT say.
+func (c Config) Logger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

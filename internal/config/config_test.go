@@ -1,0 +1,104 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lullhq/lull/internal/config"
+)
+
+// Tests here set environment variables, so they do not run in parallel.
+
+func TestLoad_DefaultsMatchTheContract(t *testing.T) {
+	c, err := config.Load()
+	require.NoError(t, err)
+	require.Equal(t, ":8000", c.HTTPAddr)
+	require.Equal(t, "redis://127.0.0.1:6379/0", c.RedisURL)
+	require.Equal(t, "amqp://guest:guest@127.0.0.1:5672/", c.AMQPURL)
+	require.Equal(t, "lull", c.Namespace)
+	require.Equal(t, 12*time.Second, c.QuietWindow)
+	require.Equal(t, 60*time.Second, c.MaxWait)
+	require.Equal(t, 100, c.MaxBatchMessages)
+	require.Equal(t, []string{"log"}, c.Sinks)
+}
+
+func TestLoad_SeedNamesAreFallbacks(t *testing.T) {
+	t.Setenv("REDIS_HOST", "redis.internal")
+	t.Setenv("REDIS_PORT", "16985")
+	t.Setenv("REDIS_USER", "default")
+	t.Setenv("REDIS_PASS", "s3cr3t")
+	t.Setenv("CELERY_BROKER", "amqp://u:p@rabbit:5672/vh")
+	c, err := config.Load()
+	require.NoError(t, err)
+	require.Equal(t, "redis://default:s3cr3t@redis.internal:16985/0", c.RedisURL)
+	require.Equal(t, "amqp://u:p@rabbit:5672/vh", c.AMQPURL)
+
+	t.Setenv("REDIS_URL", "redis://other:6379/1")
+	t.Setenv("AMQP_URL", "amqp://x:y@z:5672/")
+	c, err = config.Load()
+	require.NoError(t, err)
+	require.Equal(t, "redis://other:6379/1", c.RedisURL, "the URL form wins")
+	require.Equal(t, "amqp://x:y@z:5672/", c.AMQPURL)
+}
+
+func TestLoad_ListsAndZeroCap(t *testing.T) {
+	t.Setenv("SINKS", "log, http")
+	t.Setenv("CALLBACK_URL", "http://127.0.0.1:9000/batches")
+	t.Setenv("MAX_WAIT", "0")
+	c, err := config.Load()
+	require.NoError(t, err)
+	require.Equal(t, []string{"log", "http"}, c.Sinks)
+	require.Zero(t, c.MaxWait)
+}
+
+func TestLoad_BadValuesNameTheVariable(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"QUIET_WINDOW": "soon"}, "QUIET_WINDOW"},
+		{map[string]string{"QUIET_WINDOW": "0s"}, "QUIET_WINDOW"},
+		{map[string]string{"MAX_WAIT": "-1s"}, "MAX_WAIT"},
+		{map[string]string{"MAX_BATCH_MESSAGES": "0"}, "MAX_BATCH_MESSAGES"},
+		{map[string]string{"MAX_BATCH_MESSAGES": "many"}, "MAX_BATCH_MESSAGES"},
+		{map[string]string{"NAMESPACE": "a{b}"}, "NAMESPACE"},
+		{map[string]string{"NAMESPACE": "-x"}, "NAMESPACE"},
+		{map[string]string{"SINKS": "log,kafka"}, "SINKS"},
+		{map[string]string{"SINKS": "http"}, "CALLBACK_URL"},
+		{map[string]string{"SINKS": "http", "CALLBACK_URL": "ftp://x"}, "CALLBACK_URL"},
+		{map[string]string{"REDIS_URL": "http://x"}, "REDIS_URL"},
+		{map[string]string{"AMQP_URL": "redis://x"}, "AMQP_URL"},
+		{map[string]string{"HTTP_ADDR": "8000"}, "HTTP_ADDR"},
+		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
+		{map[string]string{"KEY_TTL": "1m"}, "KEY_TTL"},
+		{map[string]string{"RETRY_BACKOFF_MIN": "1m", "RETRY_BACKOFF_MAX": "1s"}, "RETRY_BACKOFF_MAX"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want+"="+strings.Join(values(tt.env), ","), func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			_, err := config.Load()
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+func values(m map[string]string) []string {
+	var out []string
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+func TestLoad_PasswordsAreNotPrinted(t *testing.T) {
+	t.Setenv("AMQP_URL", "http://user:hunter2@rabbit/")
+	_, err := config.Load()
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "hunter2")
+}

@@ -1,0 +1,68 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/lullhq/lull/internal/buffer"
+)
+
+// DeadLetters is the dead-letter store the admin endpoints read and replay.
+type DeadLetters interface {
+	DeadLetters(ctx context.Context) ([]buffer.Dead, error)
+	DeadLetterByID(ctx context.Context, id string) (buffer.Dead, error)
+	Replay(ctx context.Context, id string) error
+}
+
+var errUnauthorized = errors.New("missing or wrong admin token")
+
+// admin registers the admin endpoints, guarded by a bearer token. Without a
+// token they do not exist.
+func (h *handlers) admin(app *fiber.App) {
+	if h.opts.AdminToken == "" || h.opts.DeadLetters == nil {
+		return
+	}
+	g := app.Group("/admin", h.authorize)
+	g.Get("/dead-letters", h.listDead)
+	g.Post("/dead-letters/replay", h.replayDead)
+}
+
+func (h *handlers) authorize(c *fiber.Ctx) error {
+	got, ok := strings.CutPrefix(c.Get(fiber.HeaderAuthorization), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(h.opts.AdminToken)) != 1 {
+		return errUnauthorized
+	}
+	return c.Next()
+}
+
+// listDead answers every dead letter, or the one named by ?batch_id=.
+func (h *handlers) listDead(c *fiber.Ctx) error {
+	if id := c.Query("batch_id"); id != "" {
+		d, err := h.opts.DeadLetters.DeadLetterByID(c.UserContext(), id)
+		if err != nil {
+			return err
+		}
+		return c.JSON(d)
+	}
+	all, err := h.opts.DeadLetters.DeadLetters(c.UserContext())
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"dead_letters": all, "count": len(all)})
+}
+
+// replayDead puts the batch named by ?batch_id= back in flight, unchanged.
+func (h *handlers) replayDead(c *fiber.Ctx) error {
+	id := c.Query("batch_id")
+	if id == "" {
+		return fiber.NewError(fiber.StatusBadRequest, "batch_id query parameter is required")
+	}
+	if err := h.opts.DeadLetters.Replay(c.UserContext(), id); err != nil {
+		return err
+	}
+	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"status": "replaying", "batch_id": id})
+}

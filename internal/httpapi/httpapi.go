@@ -1,0 +1,163 @@
+// Package httpapi is lull's HTTP front: it validates webhooks and answers 2xx
+// only once the message is durable in RabbitMQ.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"mime"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/google/uuid"
+
+	"github.com/lullhq/lull/internal/buffer"
+	"github.com/lullhq/lull/internal/ingest"
+)
+
+// Publisher makes an encoded envelope durable (a confirmed publish).
+type Publisher interface {
+	Publish(ctx context.Context, messageID string, body []byte) error
+	Ready() bool
+}
+
+// Options configure the API.
+type Options struct {
+	Publisher      Publisher
+	RedisPing      func(ctx context.Context) error // for /readyz
+	BodyLimit      int
+	PublishTimeout time.Duration
+	Logger         *slog.Logger
+	Now            func() time.Time // tests only
+
+	// The admin endpoints exist only when both are set.
+	AdminToken  string
+	DeadLetters DeadLetters
+}
+
+// RetryAfterSeconds is what a 503 asks the sender to wait.
+const RetryAfterSeconds = "2"
+
+var (
+	errUnsupportedMedia = errors.New("content type must be application/json")
+	errUnavailable      = errors.New("broker unavailable, retry later")
+)
+
+// New builds the Fiber app.
+func New(opts Options) *fiber.App {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	app := fiber.New(fiber.Config{
+		AppName:               "lull",
+		BodyLimit:             opts.BodyLimit,
+		ReadTimeout:           10 * time.Second,
+		WriteTimeout:          10 * time.Second,
+		IdleTimeout:           60 * time.Second,
+		DisableStartupMessage: true,
+		ErrorHandler:          errorHandler(opts.Logger),
+	})
+	app.Use(recover.New())
+	h := &handlers{opts: opts}
+	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	app.Get("/readyz", h.ready)
+	app.Post("/webhook", h.generic)
+	h.admin(app)
+	return app
+}
+
+type handlers struct {
+	opts Options
+}
+
+func (h *handlers) generic(c *fiber.Ctx) error {
+	if err := requireJSON(c); err != nil {
+		return err
+	}
+	env, err := ingest.ParseGeneric(c.Body(), h.opts.Now(), newID)
+	if err != nil {
+		return err
+	}
+	return h.accept(c, env)
+}
+
+// accept publishes env and answers 202 once the broker confirmed it.
+func (h *handlers) accept(c *fiber.Ctx, env ingest.Envelope) error {
+	body, err := env.Encode()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), h.opts.PublishTimeout)
+	defer cancel()
+	if err := h.opts.Publisher.Publish(ctx, env.Message.ID, body); err != nil {
+		h.opts.Logger.Warn("publish failed", "conversation", env.Key, "message_id", env.Message.ID, "err", err)
+		return errUnavailable
+	}
+	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{
+		"status":     "accepted",
+		"unique_id":  env.Key,
+		"message_id": env.Message.ID,
+	})
+}
+
+func (h *handlers) ready(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(c.UserContext(), time.Second)
+	defer cancel()
+	broker := h.opts.Publisher.Ready()
+	redis := h.opts.RedisPing == nil || h.opts.RedisPing(ctx) == nil
+	status := fiber.StatusOK
+	if !broker || !redis {
+		status = fiber.StatusServiceUnavailable
+		c.Set(fiber.HeaderRetryAfter, RetryAfterSeconds)
+	}
+	return c.Status(status).JSON(fiber.Map{"ready": broker && redis, "broker": broker, "redis": redis})
+}
+
+func requireJSON(c *fiber.Ctx) error {
+	mt, _, err := mime.ParseMediaType(c.Get(fiber.HeaderContentType))
+	if err != nil || (mt != fiber.MIMEApplicationJSON && !strings.HasSuffix(mt, "+json")) {
+		return errUnsupportedMedia
+	}
+	return nil
+}
+
+func newID() string {
+	return uuid.Must(uuid.NewV7()).String()
+}
+
+// errorHandler maps every error to its status and a JSON body, in one place.
+func errorHandler(log *slog.Logger) fiber.ErrorHandler {
+	return func(c *fiber.Ctx, err error) error {
+		status, body := fiber.StatusInternalServerError, fiber.Map{"error": "internal error"}
+		var fe *ingest.FieldError
+		var fiberErr *fiber.Error
+		switch {
+		case errors.As(err, &fe):
+			status, body = fiber.StatusUnprocessableEntity, fiber.Map{"error": fe.Error(), "field": fe.Field}
+		case errors.Is(err, ingest.ErrMalformed):
+			status, body = fiber.StatusBadRequest, fiber.Map{"error": err.Error()}
+		case errors.Is(err, errUnsupportedMedia):
+			status, body = fiber.StatusUnsupportedMediaType, fiber.Map{"error": err.Error()}
+		case errors.Is(err, errUnauthorized):
+			status, body = fiber.StatusUnauthorized, fiber.Map{"error": err.Error()}
+		case errors.Is(err, buffer.ErrNotFound):
+			status, body = fiber.StatusNotFound, fiber.Map{"error": "no such dead letter"}
+		case errors.Is(err, buffer.ErrBusy):
+			status, body = fiber.StatusConflict, fiber.Map{"error": "the conversation has a batch in flight; replay once it is delivered"}
+		case errors.Is(err, errUnavailable):
+			status, body = fiber.StatusServiceUnavailable, fiber.Map{"error": err.Error()}
+			c.Set(fiber.HeaderRetryAfter, RetryAfterSeconds)
+		case errors.As(err, &fiberErr):
+			status, body = fiberErr.Code, fiber.Map{"error": fiberErr.Message}
+		default:
+			log.Error("request failed", "method", c.Method(), "path", c.Path(), "err", err)
+		}
+		return c.Status(status).JSON(body)
+	}
+}

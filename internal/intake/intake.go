@@ -1,0 +1,150 @@
+// Package intake moves inbound deliveries into conversation buffers: it
+// decodes each one, appends it to Redis, and settles it exactly once.
+package intake
+
+import (
+	"context"
+	"encoding/json"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/lullhq/lull/internal/backoff"
+	"github.com/lullhq/lull/internal/buffer"
+	"github.com/lullhq/lull/internal/ingest"
+)
+
+// Settler settles one broker delivery.
+type Settler interface {
+	Ack() error
+	Requeue() error
+	DeadLetter() error
+}
+
+// Options configure an Intake.
+type Options struct {
+	Lanes      int                   // conversations are spread over this many serial lanes (default 16)
+	Logger     *slog.Logger          //
+	OnAppended func(buffer.Appended) // told of every stored message (the poller's wake-up)
+}
+
+type job struct {
+	env ingest.Envelope
+	s   Settler
+}
+
+// Intake appends deliveries to their conversation's buffer. Messages of one
+// conversation go through one lane, in queue order.
+type Intake struct {
+	buf   *buffer.Buffer
+	opts  Options
+	lanes []chan job
+	retry backoff.Policy
+}
+
+// New returns an Intake writing to buf.
+func New(buf *buffer.Buffer, opts Options) *Intake {
+	if opts.Lanes <= 0 {
+		opts.Lanes = 16
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.OnAppended == nil {
+		opts.OnAppended = func(buffer.Appended) {}
+	}
+	lanes := make([]chan job, opts.Lanes)
+	for i := range lanes {
+		lanes[i] = make(chan job, 16)
+	}
+	return &Intake{buf: buf, opts: opts, lanes: lanes, retry: backoff.Policy{Min: 50 * time.Millisecond, Max: 2 * time.Second}}
+}
+
+// Handle takes one delivery. A body that can never be processed is
+// dead-lettered at once; the rest are queued to their conversation's lane.
+// It blocks while that lane is full.
+func (in *Intake) Handle(ctx context.Context, body []byte, s Settler) {
+	env, err := ingest.Decode(body)
+	if err != nil {
+		in.opts.Logger.Error("poison message dead-lettered", "err", err, "bytes", len(body))
+		if err := s.DeadLetter(); err != nil {
+			in.opts.Logger.Warn("dead-letter failed", "err", err)
+		}
+		return
+	}
+	h := fnv.New32a()
+	h.Write([]byte(env.Key))
+	select {
+	case in.lanes[h.Sum32()%uint32(len(in.lanes))] <- job{env: env, s: s}:
+	case <-ctx.Done():
+		in.settle(job{env: env, s: s}, s.Requeue)
+	}
+}
+
+// Run works the lanes until ctx is done, then requeues what they still hold.
+func (in *Intake) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, lane := range in.lanes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in.work(ctx, lane)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (in *Intake) work(ctx context.Context, lane chan job) {
+	for {
+		select {
+		case <-ctx.Done():
+			for {
+				select {
+				case j := <-lane:
+					in.settle(j, j.s.Requeue)
+				default:
+					return
+				}
+			}
+		case j := <-lane:
+			in.process(ctx, j)
+		}
+	}
+}
+
+// process appends one message, retrying Redis errors with backoff, and
+// settles its delivery: ack once stored (or found a duplicate), requeue when
+// shutting down before that.
+func (in *Intake) process(ctx context.Context, j job) {
+	body, err := json.Marshal(j.env.Message)
+	if err != nil {
+		in.opts.Logger.Error("unencodable message dead-lettered", "conversation", j.env.Key, "message_id", j.env.Message.ID, "err", err)
+		in.settle(j, j.s.DeadLetter)
+		return
+	}
+	for attempt := 1; ; attempt++ {
+		a, err := in.buf.Append(ctx, j.env.Key, j.env.Message.ID, body)
+		if err == nil {
+			if a.Stored {
+				in.opts.OnAppended(a)
+			}
+			in.settle(j, j.s.Ack)
+			return
+		}
+		in.opts.Logger.Warn("append failed, retrying", "conversation", j.env.Key, "message_id", j.env.Message.ID, "attempt", attempt, "err", err)
+		if backoff.Sleep(ctx, in.retry.Delay(attempt)) != nil {
+			in.settle(j, j.s.Requeue)
+			return
+		}
+	}
+}
+
+func (in *Intake) settle(j job, how func() error) {
+	if err := how(); err != nil {
+		// The channel it came on is gone: the broker redelivers it, and the
+		// message id dedupes it.
+		in.opts.Logger.Warn("settle failed", "conversation", j.env.Key, "message_id", j.env.Message.ID, "err", err)
+	}
+}

@@ -1,0 +1,84 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/lullhq/lull/internal/backoff"
+)
+
+const (
+	// dialTimeout bounds the TCP connect and the AMQP handshake.
+	dialTimeout = 5 * time.Second
+	// heartbeat is proposed to the broker so a dead peer is noticed within
+	// about two intervals.
+	heartbeat = 10 * time.Second
+
+	backoffMin = 100 * time.Millisecond
+	backoffMax = 5 * time.Second
+)
+
+// dial opens a connection named name (shown by `rabbitmqctl list_connections
+// client_properties` and the management UI). ctx cancels the TCP connect;
+// the handshake is bounded by dialTimeout. Automatic recovery of amqp091-go
+// stays off: the publisher and the consumer reconnect themselves.
+func dial(ctx context.Context, url, name string) (*amqp.Connection, error) {
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName(name)
+	conn, err := amqp.DialConfig(url, amqp.Config{
+		Heartbeat:  heartbeat,
+		Properties: props,
+		Dial: func(network, addr string) (net.Conn, error) {
+			d := net.Dialer{Timeout: dialTimeout}
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			// Cleared by amqp091-go once the handshake completes.
+			if err := c.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
+				_ = c.Close()
+				return nil, err
+			}
+			return c, nil
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", redact(url), err)
+	}
+	return conn, nil
+}
+
+// redact hides the password of an AMQP URL for logs and errors.
+func redact(url string) string {
+	uri, err := amqp.ParseURI(url)
+	if err != nil {
+		return "(unparseable AMQP URL)"
+	}
+	if uri.Password != "" {
+		uri.Password = "xxxxx"
+	}
+	return uri.String()
+}
+
+// reconnect is the pause between reconnect attempts.
+var reconnect = backoff.Policy{Min: backoffMin, Max: backoffMax}
+
+// permanent reports whether err is a broker answer that retrying will not
+// change: bad credentials, a vhost without access, or a queue that exists
+// with other arguments than Declare asks for.
+func permanent(err error) bool {
+	var aerr *amqp.Error
+	if !errors.As(err, &aerr) {
+		return false
+	}
+	switch aerr.Code {
+	case amqp.AccessRefused, amqp.NotAllowed, amqp.PreconditionFailed, amqp.InvalidPath:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,196 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+var (
+	// ErrUnavailable means the broker did not take responsibility for a
+	// message: not connected, channel or connection closed, nack, confirm
+	// timeout, or no queue to route to. The caller may retry.
+	ErrUnavailable = errors.New("queue: broker unavailable")
+	// ErrClosed is returned by Publish after Close was called.
+	ErrClosed = errors.New("queue: publisher closed")
+)
+
+// PublisherOptions configures a Publisher. Zero values mean the defaults.
+type PublisherOptions struct {
+	// Channels is the number of confirm-mode channels shared by all
+	// Publish calls. Default 4.
+	Channels int
+	// ConfirmTimeout bounds one Publish: waiting for a free channel, sending
+	// and waiting for the broker's confirm. Default 5s.
+	ConfirmTimeout time.Duration
+	// Logger receives connection events. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *PublisherOptions) setDefaults() {
+	if o.Channels <= 0 {
+		o.Channels = 4
+	}
+	if o.ConfirmTimeout <= 0 {
+		o.ConfirmTimeout = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Publisher publishes persistent messages to InboundQueue(ns) and returns
+// only once the broker confirmed them. It owns one connection with a small
+// pool of long-lived confirm-mode channels, kept up by a background loop that
+// reconnects with capped exponential backoff. It is safe for concurrent use.
+type Publisher struct {
+	url, ns string
+	opts    PublisherOptions
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	closed   bool
+	sess     *pubSession    // nil while not connected
+	inflight sync.WaitGroup // Publish calls between admission and return
+
+	redeclare chan struct{} // a message came back unroutable
+	stop      context.CancelFunc
+	loopDone  chan struct{}
+}
+
+// NewPublisher starts a Publisher for namespace ns. It does not wait for the
+// broker: while it is unreachable Ready is false and Publish fails with
+// ErrUnavailable. It fails only for an unparseable url.
+func NewPublisher(ctx context.Context, url, ns string, opts PublisherOptions) (*Publisher, error) {
+	if _, err := amqp.ParseURI(url); err != nil {
+		return nil, fmt.Errorf("new publisher: parse AMQP URL: %w", err)
+	}
+	opts.setDefaults()
+	// The loop outlives ctx's caller-scoped values only through Close.
+	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	p := &Publisher{
+		url:       url,
+		ns:        ns,
+		opts:      opts,
+		log:       opts.Logger.With(slog.String("component", "queue_publisher")),
+		redeclare: make(chan struct{}, 1),
+		stop:      stop,
+		loopDone:  make(chan struct{}),
+	}
+	go p.loop(loopCtx)
+	return p, nil
+}
+
+// Ready reports whether the publisher is connected with its channels open.
+func (p *Publisher) Ready() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sess != nil && !p.closed
+}
+
+// Publish sends body as a persistent JSON message with id messageID and
+// waits for the broker's confirm, at most ConfirmTimeout (and ctx). It
+// returns nil only when the broker acked the message, which then is on disk
+// in a quorum queue. Every other outcome wraps ErrUnavailable, or is
+// ErrClosed after Close, or ctx's error when ctx ended first.
+func (p *Publisher) Publish(ctx context.Context, messageID string, body []byte) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	s := p.sess
+	p.inflight.Add(1)
+	p.mu.Unlock()
+	defer p.inflight.Done()
+
+	if s == nil {
+		return fmt.Errorf("publish %s: not connected: %w", messageID, ErrUnavailable)
+	}
+	tctx, cancel := context.WithTimeout(ctx, p.opts.ConfirmTimeout)
+	defer cancel()
+
+	var pc *pubChannel
+	select {
+	case pc = <-s.pool:
+	case <-s.dead:
+		return fmt.Errorf("publish %s: connection lost: %w", messageID, ErrUnavailable)
+	case <-tctx.Done():
+		return p.timeoutErr(ctx, messageID, "waiting for a channel")
+	}
+	dc, err := pc.ch.PublishWithDeferredConfirmWithContext(tctx, "", InboundQueue(p.ns), true, false, amqp.Publishing{
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		MessageId:    messageID,
+		Timestamp:    time.Now(),
+		Body:         body,
+	})
+	s.pool <- pc // never blocks: the pool has room for every channel
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("publish %s: %w", messageID, ctx.Err())
+		}
+		return fmt.Errorf("publish %s: %w: %w", messageID, ErrUnavailable, err)
+	}
+	acked, err := dc.WaitContext(tctx)
+	if err != nil {
+		return p.timeoutErr(ctx, messageID, "waiting for confirm")
+	}
+	if !acked {
+		// amqp091-go resolves pending confirms as nacks when the channel
+		// closes, so look at the channel to tell the two apart.
+		if pc.ch.IsClosed() {
+			return fmt.Errorf("publish %s: channel closed before confirm: %w", messageID, ErrUnavailable)
+		}
+		return fmt.Errorf("publish %s: nacked by broker: %w", messageID, ErrUnavailable)
+	}
+	if pc.takeReturned(messageID) {
+		select {
+		case p.redeclare <- struct{}{}:
+		default:
+		}
+		return fmt.Errorf("publish %s: no queue %s to route to: %w", messageID, InboundQueue(p.ns), ErrUnavailable)
+	}
+	return nil
+}
+
+func (p *Publisher) timeoutErr(ctx context.Context, messageID, what string) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("publish %s: %s: %w", messageID, what, ctx.Err())
+	}
+	return fmt.Errorf("publish %s: %s: timeout after %s: %w", messageID, what, p.opts.ConfirmTimeout, ErrUnavailable)
+}
+
+// Close stops accepting messages (Publish returns ErrClosed), waits for the
+// confirms of Publish calls already under way (bounded by ctx), then closes
+// the channels and the connection. It returns ctx's error when it gave up
+// waiting; the connection is closed in any case.
+func (p *Publisher) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+
+	drained := make(chan struct{})
+	go func() {
+		p.inflight.Wait()
+		close(drained)
+	}()
+	var err error
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		err = fmt.Errorf("close publisher: waiting for confirms: %w", ctx.Err())
+	}
+	p.stop()
+	<-p.loopDone
+	return err
+}

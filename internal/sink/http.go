@@ -1,0 +1,258 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lullhq/lull/internal/batch"
+)
+
+// HTTP request headers the http sink sends with every batch.
+const (
+	HeaderIdempotencyKey = "Idempotency-Key"
+	HeaderBatchID        = "X-Lull-Batch-Id"
+	HeaderAttempt        = "X-Lull-Attempt"
+	HeaderSignature      = "X-Lull-Signature"
+)
+
+// DefaultHTTPTimeout bounds one POST when HTTPOptions.Timeout is zero.
+const DefaultHTTPTimeout = 10 * time.Second
+
+// maxRetryAfter caps a receiver's Retry-After hint.
+const maxRetryAfter = 24 * time.Hour
+
+// responseReadLimit is how much of a response body is read (for the error
+// message, and so the connection can be reused) before it is closed.
+const responseReadLimit = 4 << 10
+
+// signaturePrefix starts every X-Lull-Signature value.
+const signaturePrefix = "sha256="
+
+// HTTPOptions configures the http sink.
+type HTTPOptions struct {
+	// URL receives the POSTs (CALLBACK_URL); absolute http or https.
+	URL string
+	// Secret, when set, signs each body (CALLBACK_SECRET).
+	Secret string
+	// Timeout bounds one POST, response included; zero means 10s.
+	Timeout time.Duration
+	// Client sends the requests; nil means a new http.Client. The sink
+	// works on a copy that never follows redirects.
+	Client *http.Client
+}
+
+// HTTP POSTs each batch's JSON to a callback URL (ARCHITECTURE 2.3).
+//
+// Outcomes: 2xx is delivered. 408, 409, 425, 429, 5xx, network errors and
+// timeouts are retryable, carrying any Retry-After hint (RetryAfterOf).
+// Redirects and every other 4xx are Permanent.
+type HTTP struct {
+	url      string
+	redacted string
+	secret   []byte
+	timeout  time.Duration
+	client   *http.Client
+}
+
+// NewHTTP returns an http sink, checking the options.
+func NewHTTP(opts HTTPOptions) (*HTTP, error) {
+	if opts.URL == "" {
+		return nil, errors.New("http sink: URL is required (CALLBACK_URL)")
+	}
+	u, err := url.Parse(opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("http sink: URL: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("http sink: URL %q: want an absolute http:// or https:// URL", u.Redacted())
+	}
+	if opts.Timeout < 0 {
+		return nil, fmt.Errorf("http sink: Timeout %s: must not be negative", opts.Timeout)
+	}
+	timeout := opts.Timeout
+	if timeout == 0 {
+		timeout = DefaultHTTPTimeout
+	}
+	var client http.Client
+	if opts.Client != nil {
+		client = *opts.Client
+	}
+	// A redirected POST may become a GET without a body, or carry the
+	// signature to another host: report it instead of following it.
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &HTTP{
+		url:      opts.URL,
+		redacted: u.Redacted(),
+		secret:   []byte(opts.Secret),
+		timeout:  timeout,
+		client:   &client,
+	}, nil
+}
+
+// Name is "http".
+func (h *HTTP) Name() string { return NameHTTP }
+
+// Deliver POSTs body to the URL and classifies the answer.
+func (h *HTTP) Deliver(ctx context.Context, b batch.Batch, body []byte) error {
+	if !validHeaderValue(b.BatchID) {
+		return Permanent(fmt.Errorf("http sink: batch %q: id is not a valid HTTP header value", b.BatchID))
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.timeout)
+	defer cancel()
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(body))
+	if err != nil {
+		return Permanent(fmt.Errorf("http sink: POST %s: %w", h.redacted, err))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "lull")
+	req.Header.Set(HeaderIdempotencyKey, b.BatchID)
+	req.Header.Set(HeaderBatchID, b.BatchID)
+	req.Header.Set(HeaderAttempt, strconv.Itoa(b.Attempt))
+	if len(h.secret) > 0 {
+		req.Header.Set(HeaderSignature, sign(h.secret, body))
+	}
+
+	resp, err := h.client.Do(req)
+	if err != nil {
+		// *url.Error repeats method and URL; keep only the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("http sink: POST %s: %w", h.redacted, err)
+	}
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, responseReadLimit))
+	_ = resp.Body.Close()
+	return h.classify(resp, snippet)
+}
+
+// classify turns a response into Deliver's result.
+func (h *HTTP) classify(resp *http.Response, body []byte) error {
+	code := resp.StatusCode
+	if code >= 200 && code <= 299 {
+		return nil
+	}
+	err := fmt.Errorf("http sink: POST %s: status %d", h.redacted, code)
+	if msg := summary(body); msg != "" {
+		err = fmt.Errorf("%w: %s", err, msg)
+	}
+	switch {
+	case code >= 300 && code <= 399:
+		return Permanent(fmt.Errorf("%w (redirect to %q not followed; point the URL at the final address)",
+			err, resp.Header.Get("Location")))
+	case retryableStatus(code):
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			return withRetryAfter(err, d)
+		}
+		return err
+	case code >= 400 && code <= 499:
+		return Permanent(err)
+	default:
+		return err
+	}
+}
+
+// retryableStatus reports whether a non-2xx status may succeed later.
+// 409 and 425 are included: a receiver implementing Idempotency-Key answers
+// 409 while it is still processing an earlier attempt of the same batch.
+func retryableStatus(code int) bool {
+	switch code {
+	case http.StatusRequestTimeout, http.StatusConflict, http.StatusTooEarly, http.StatusTooManyRequests:
+		return true
+	}
+	return code >= 500 && code <= 599
+}
+
+// parseRetryAfter reads a Retry-After value, either delay-seconds or an
+// HTTP-date (relative to now). Dates in the past mean zero; hints are
+// capped at maxRetryAfter.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseUint(v, 10, 64); err == nil {
+		if secs > uint64(maxRetryAfter/time.Second) {
+			return maxRetryAfter, true
+		}
+		return time.Duration(secs) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	d := t.Sub(now)
+	return min(max(d, 0), maxRetryAfter), true
+}
+
+// summary flattens the start of a response body into a short one-line
+// message.
+func summary(body []byte) string {
+	s := escape(strings.Join(strings.Fields(string(body)), " "))
+	const limit = 200
+	if len(s) > limit {
+		cut := limit
+		for cut > 0 && !isRuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+func isRuneStart(c byte) bool { return c&0xC0 != 0x80 }
+
+// validHeaderValue reports whether v can be sent as an HTTP header value
+// (no control characters other than tab).
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// Sign returns the X-Lull-Signature value for body: "sha256=" followed by
+// the lowercase hex HMAC-SHA256 of body keyed with secret.
+func Sign(secret string, body []byte) string {
+	return sign([]byte(secret), body)
+}
+
+func sign(secret, body []byte) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	return signaturePrefix + hex.EncodeToString(mac.Sum(nil))
+}
+
+// VerifySignature reports whether header is a valid X-Lull-Signature for
+// body under secret, comparing in constant time. An empty secret never
+// verifies.
+func VerifySignature(secret string, body []byte, header string) bool {
+	if secret == "" {
+		return false
+	}
+	hexSig, ok := strings.CutPrefix(strings.TrimSpace(header), signaturePrefix)
+	if !ok {
+		return false
+	}
+	got, err := hex.DecodeString(hexSig)
+	if err != nil {
+		return false
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return hmac.Equal(got, mac.Sum(nil))
+}

@@ -1,0 +1,151 @@
+// Package sink delivers batches to where they are answered: a log, an HTTP
+// callback, and (later) AMQP and Celery. A sink delivers one batch; the
+// caller owns retries, backoff and dead-lettering, guided by the errors a
+// sink returns (Permanent, RetryAfterOf).
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/lullhq/lull/internal/batch"
+)
+
+// Sink delivers one batch. body is the batch's JSON encoding
+// (json.Marshal(b)), computed once by the caller. Deliver is called
+// concurrently for different batches. A nil error means the batch was
+// handed over; any other error is retried later unless it is Permanent.
+type Sink interface {
+	Name() string
+	Deliver(ctx context.Context, b batch.Batch, body []byte) error
+}
+
+// Sink names accepted by FromNames (the SINKS variable).
+const (
+	NameLog    = "log"
+	NameHTTP   = "http"
+	NameAMQP   = "amqp"
+	NameCelery = "celery"
+)
+
+// ErrNotAvailable is returned by FromNames for sinks that are planned but
+// not built yet.
+var ErrNotAvailable = errors.New("sink: not available yet")
+
+// Options configures the sinks FromNames builds.
+type Options struct {
+	// Log is where the log sink writes; nil means os.Stdout.
+	Log io.Writer
+	// HTTP configures the http sink; used only when "http" is named.
+	HTTP HTTPOptions
+}
+
+// FromNames builds the sinks named in names (the SINKS list), in order.
+// Names are trimmed and case-insensitive; empty entries are skipped. An
+// unknown or repeated name, a sink not available yet, or an empty list is
+// an error naming the problem.
+func FromNames(names []string, opts Options) ([]Sink, error) {
+	var sinks []Sink
+	seen := make(map[string]bool)
+	for _, raw := range names {
+		name := strings.ToLower(strings.TrimSpace(raw))
+		if name == "" {
+			continue
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("sink %q: listed twice", name)
+		}
+		seen[name] = true
+		switch name {
+		case NameLog:
+			sinks = append(sinks, NewLog(opts.Log))
+		case NameHTTP:
+			h, err := NewHTTP(opts.HTTP)
+			if err != nil {
+				return nil, fmt.Errorf("sink %q: %w", name, err)
+			}
+			sinks = append(sinks, h)
+		case NameAMQP, NameCelery:
+			return nil, fmt.Errorf("sink %q: %w", name, ErrNotAvailable)
+		default:
+			return nil, fmt.Errorf("sink %q: unknown (known: %s, %s, %s, %s)", raw, NameLog, NameHTTP, NameAMQP, NameCelery)
+		}
+	}
+	if len(sinks) == 0 {
+		return nil, errors.New("sink: no sinks named (known: log, http, amqp, celery)")
+	}
+	return sinks, nil
+}
+
+func defaultWriter(w io.Writer) io.Writer {
+	if w == nil {
+		return os.Stdout
+	}
+	return w
+}
+
+// permanenter is implemented by errors that know whether retrying can fix
+// them. IsPermanent asks the first error in the chain that implements it.
+type permanenter interface {
+	Permanent() bool
+}
+
+// retryAfterer is implemented by errors that carry a server's hint for when
+// to try again.
+type retryAfterer interface {
+	RetryAfter() (time.Duration, bool)
+}
+
+// permanentError marks an error that retrying will not fix.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string   { return e.err.Error() }
+func (e *permanentError) Unwrap() error   { return e.err }
+func (e *permanentError) Permanent() bool { return true }
+
+// Permanent marks err as one that retrying will not fix: the caller
+// dead-letters the batch instead of retrying. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, was marked with
+// Permanent. For an error returned by Deliver (several sinks) it is true
+// only when every failure is permanent.
+func IsPermanent(err error) bool {
+	var p permanenter
+	return errors.As(err, &p) && p.Permanent()
+}
+
+// retryAfterError carries a Retry-After hint alongside a retryable error.
+type retryAfterError struct {
+	err   error
+	after time.Duration
+}
+
+func (e *retryAfterError) Error() string                     { return e.err.Error() }
+func (e *retryAfterError) Unwrap() error                     { return e.err }
+func (e *retryAfterError) RetryAfter() (time.Duration, bool) { return e.after, true }
+
+// withRetryAfter attaches a Retry-After hint to err.
+func withRetryAfter(err error, after time.Duration) error {
+	return &retryAfterError{err: err, after: after}
+}
+
+// RetryAfterOf returns how long the receiver asked lull to wait before
+// trying again (from a Retry-After header), if it said so.
+func RetryAfterOf(err error) (time.Duration, bool) {
+	var r retryAfterer
+	if !errors.As(err, &r) {
+		return 0, false
+	}
+	return r.RetryAfter()
+}

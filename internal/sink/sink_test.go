@@ -1,0 +1,114 @@
+package sink
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lullhq/lull/internal/batch"
+)
+
+// sampleBatch is a three-message burst built the way the worker builds it,
+// with its JSON body.
+func sampleBatch(t *testing.T) (batch.Batch, []byte) {
+	t.Helper()
+	raw := []json.RawMessage{
+		json.RawMessage(`{"id":"m1","text":"oi","type":"text","received_at":"2026-11-25T20:00:00.101Z","source":"generic"}`),
+		json.RawMessage(`{"id":"m2","text":"tudo bem?","type":"text","received_at":"2026-11-25T20:00:01.876Z","source":"generic"}`),
+		json.RawMessage(`{"id":"m3","text":"foto do pedido","type":"image","received_at":"2026-11-25T20:00:04.002Z","source":"generic","metadata":{"mime":"image/jpeg"}}`),
+	}
+	flushed := time.Date(2026, 11, 25, 20, 0, 12, 345e6, time.UTC).UnixMilli()
+	b, err := batch.New("5511999990000", 17, batch.ReasonQuiet, flushed, 1, raw)
+	require.NoError(t, err)
+	body, err := json.Marshal(b)
+	require.NoError(t, err)
+	return b, body
+}
+
+func TestFromNames_BuildsNamedSinksInOrder(t *testing.T) {
+	t.Parallel()
+	sinks, err := FromNames([]string{" LOG ", "", "http"}, Options{
+		Log:  io.Discard,
+		HTTP: HTTPOptions{URL: "http://127.0.0.1:9/hook"},
+	})
+	require.NoError(t, err)
+	require.Len(t, sinks, 2)
+	require.Equal(t, "log", sinks[0].Name())
+	require.Equal(t, "http", sinks[1].Name())
+	require.IsType(t, &Log{}, sinks[0])
+	require.IsType(t, &HTTP{}, sinks[1])
+}
+
+func TestFromNames_LogDefaultsToStdout(t *testing.T) {
+	t.Parallel()
+	sinks, err := FromNames([]string{"log"}, Options{})
+	require.NoError(t, err)
+	require.NotNil(t, sinks[0].(*Log).w)
+}
+
+func TestFromNames_Errors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		names    []string
+		opts     Options
+		contains string
+		is       error
+	}{
+		{name: "unknown", names: []string{"log", "kafka"}, contains: `sink "kafka": unknown`},
+		{name: "amqp not yet", names: []string{"amqp"}, contains: `sink "amqp": sink: not available yet`, is: ErrNotAvailable},
+		{name: "celery not yet", names: []string{"log", "celery"}, contains: `sink "celery"`, is: ErrNotAvailable},
+		{name: "http without url", names: []string{"http"}, contains: "URL is required"},
+		{name: "http bad url", names: []string{"http"}, opts: Options{HTTP: HTTPOptions{URL: "ftp://x/y"}}, contains: "absolute http"},
+		{name: "duplicate", names: []string{"log", "Log"}, contains: `sink "log": listed twice`},
+		{name: "empty", names: []string{" ", ""}, contains: "no sinks"},
+		{name: "nil", names: nil, contains: "no sinks"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			sinks, err := FromNames(tt.names, tt.opts)
+			require.Error(t, err)
+			require.Nil(t, sinks)
+			require.Contains(t, err.Error(), tt.contains)
+			if tt.is != nil {
+				require.ErrorIs(t, err, tt.is)
+			}
+		})
+	}
+}
+
+func TestPermanent_SurvivesWrapping(t *testing.T) {
+	t.Parallel()
+	base := errors.New("bad request")
+	require.NoError(t, Permanent(nil))
+	require.False(t, IsPermanent(nil))
+	require.False(t, IsPermanent(base))
+
+	p := Permanent(base)
+	require.Equal(t, "bad request", p.Error())
+	require.ErrorIs(t, p, base)
+	require.True(t, IsPermanent(p))
+	require.True(t, IsPermanent(fmt.Errorf("deliver: %w", p)))
+}
+
+func TestRetryAfterOf(t *testing.T) {
+	t.Parallel()
+	_, ok := RetryAfterOf(nil)
+	require.False(t, ok)
+	_, ok = RetryAfterOf(errors.New("x"))
+	require.False(t, ok)
+
+	base := errors.New("busy")
+	err := fmt.Errorf("outer: %w", withRetryAfter(base, 3*time.Second))
+	d, ok := RetryAfterOf(err)
+	require.True(t, ok)
+	require.Equal(t, 3*time.Second, d)
+	require.ErrorIs(t, err, base)
+	require.False(t, IsPermanent(err))
+}

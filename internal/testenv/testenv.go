@@ -1,0 +1,82 @@
+// Package testenv gives tests what they share: the real Redis and RabbitMQ
+// they talk to, and a namespace of their own so parallel tests never collide.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"testing"
+
+	"github.com/redis/rueidis"
+)
+
+// RedisURL is REDIS_URL, or the local default.
+func RedisURL() string {
+	if u := os.Getenv("REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379/0"
+}
+
+// AMQPURL is AMQP_URL, or the local default.
+func AMQPURL() string {
+	if u := os.Getenv("AMQP_URL"); u != "" {
+		return u
+	}
+	return "amqp://guest:guest@127.0.0.1:5672/"
+}
+
+// Namespace returns a fresh namespace named after prefix.
+func Namespace(t testing.TB, prefix string) string {
+	t.Helper()
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return "test-" + prefix + "-" + hex.EncodeToString(b)
+}
+
+// Redis connects to RedisURL and, when the test ends, deletes every key of
+// namespace ns (and only those) and closes the client.
+func Redis(t testing.TB, ns string) rueidis.Client {
+	t.Helper()
+	opt, err := rueidis.ParseURL(RedisURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.DisableCache = true
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatalf("redis %s: %v", RedisURL(), err)
+	}
+	t.Cleanup(func() {
+		DeleteNamespace(context.Background(), client, ns)
+		client.Close()
+	})
+	return client
+}
+
+// Keys lists every key of namespace ns.
+func Keys(ctx context.Context, client rueidis.Client, ns string) []string {
+	var out []string
+	var cursor uint64
+	for {
+		e, err := client.Do(ctx, client.B().Scan().Cursor(cursor).Match(ns+":*").Count(1000).Build()).AsScanEntry()
+		if err != nil {
+			return out
+		}
+		out = append(out, e.Elements...)
+		if cursor = e.Cursor; cursor == 0 {
+			return out
+		}
+	}
+}
+
+// DeleteNamespace deletes every key of namespace ns.
+func DeleteNamespace(ctx context.Context, client rueidis.Client, ns string) {
+	for _, k := range Keys(ctx, client, ns) {
+		client.Do(ctx, client.B().Del().Key(k).Build())
+	}
+}

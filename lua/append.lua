@@ -1,0 +1,65 @@
+-- append.lua: store one message in a conversation's buffer and (re)schedule its flush.
+--
+-- KEYS[1] buf      <ns>:{sNN}:buf:<key>    LIST of message JSON, arrival order
+-- KEYS[2] meta     <ns>:{sNN}:meta:<key>   HASH gen, first_at, last_at, deadline, reason
+-- KEYS[3] seen     <ns>:{sNN}:seen:<key>   ZSET message id -> receipt (Unix ms), the dedupe window
+-- KEYS[4] due      <ns>:{sNN}:due          ZSET conversation key -> flush deadline (Unix ms)
+--
+-- ARGV[1] conversation key (the member in due)
+-- ARGV[2] message id
+-- ARGV[3] message JSON
+-- ARGV[4] quiet window, ms
+-- ARGV[5] max wait, ms (0 = no cap)
+-- ARGV[6] max batch messages (flush at once when the buffer holds this many)
+-- ARGV[7] dedupe window, ms
+-- ARGV[8] safety TTL of buf and meta, ms (a leak guard, never the flush mechanism)
+-- ARGV[9] now, Unix ms; "" = Redis TIME (only tests pass a value)
+--
+-- Returns {stored, generation, count, deadline, now}:
+--   stored     1 = appended, 0 = duplicate message id (nothing changed)
+--   generation the conversation's generation after this call
+--   count      messages in the buffer
+--   deadline   the flush deadline now in force (Unix ms; -1 when not scheduled)
+--   now        the clock the script used (Unix ms)
+local buf_key, meta_key, seen_key, due_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local conv, id, msg = ARGV[1], ARGV[2], ARGV[3]
+local quiet, max_wait, max_msgs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local dedupe, ttl = tonumber(ARGV[7]), tonumber(ARGV[8])
+
+local now = tonumber(ARGV[9])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+if redis.call('ZSCORE', seen_key, id) then
+  local gen = tonumber(redis.call('HGET', meta_key, 'gen')) or 0
+  local deadline = tonumber(redis.call('HGET', meta_key, 'deadline')) or -1
+  return {0, gen, redis.call('LLEN', buf_key), deadline, now}
+end
+redis.call('ZADD', seen_key, now, id)
+redis.call('ZREMRANGEBYSCORE', seen_key, '-inf', now - dedupe)
+redis.call('PEXPIRE', seen_key, dedupe)
+
+local count = redis.call('RPUSH', buf_key, msg)
+-- A new conversation (or one whose state expired) starts its generation at the
+-- clock, so a batch id is never reused for a different batch.
+redis.call('HSETNX', meta_key, 'gen', now)
+local gen = redis.call('HINCRBY', meta_key, 'gen', 1)
+if count == 1 then
+  redis.call('HSET', meta_key, 'first_at', now)
+end
+local first = tonumber(redis.call('HGET', meta_key, 'first_at')) or now
+
+local deadline, reason = now + quiet, 'quiet'
+if max_wait > 0 and first + max_wait < deadline then
+  deadline, reason = first + max_wait, 'max_wait'
+end
+if count >= max_msgs then
+  deadline, reason = now, 'max_messages'
+end
+redis.call('HSET', meta_key, 'last_at', now, 'deadline', deadline, 'reason', reason)
+redis.call('ZADD', due_key, deadline, conv)
+redis.call('PEXPIRE', buf_key, ttl)
+redis.call('PEXPIRE', meta_key, ttl)
+return {1, gen, count, deadline, now}

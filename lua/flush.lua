@@ -1,0 +1,64 @@
+-- flush.lua: claim a conversation's buffer as its next batch, if its deadline
+-- has passed, its generation is the one the poller saw, and no earlier batch of
+-- the conversation is still in flight. Exactly one caller wins.
+--
+-- KEYS[1] due       <ns>:{sNN}:due           ZSET conversation key -> flush deadline (Unix ms)
+-- KEYS[2] meta      <ns>:{sNN}:meta:<key>    HASH gen, first_at, last_at, deadline, reason
+-- KEYS[3] buf       <ns>:{sNN}:buf:<key>     LIST buffered message JSON
+-- KEYS[4] batch     <ns>:{sNN}:batch:<key>   HASH the claimed batch
+-- KEYS[5] inflight  <ns>:{sNN}:inflight      ZSET conversation key -> lease expiry (Unix ms)
+--
+-- ARGV[1] conversation key
+-- ARGV[2] generation the poller saw ("" = do not check)
+-- ARGV[3] lease, ms
+-- ARGV[4] owner: who claims the batch (worker id)
+-- ARGV[5] now, Unix ms; "" = Redis TIME (only tests pass a value)
+--
+-- Returns one of
+--   {1, generation, reason, flushed_at, attempt, messages}  claimed; messages is a JSON array
+--   {0, "gone"}     not scheduled (another poller flushed it)
+--   {0, "not_due"}  its deadline is in the future (a message arrived meanwhile)
+--   {0, "stale"}    its generation moved on since the poller looked
+--   {0, "busy"}     an earlier batch is in flight; rescheduled after that batch's lease
+--   {0, "empty"}    scheduled with nothing buffered; unscheduled
+local due_key, meta_key, buf_key, batch_key, inflight_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local conv, gen_seen, lease, owner = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local now = tonumber(ARGV[5])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local deadline = tonumber(redis.call('ZSCORE', due_key, conv))
+if not deadline then
+  return {0, 'gone'}
+end
+if deadline > now then
+  return {0, 'not_due'}
+end
+local gen = redis.call('HGET', meta_key, 'gen')
+if gen_seen ~= '' and gen ~= gen_seen then
+  return {0, 'stale'}
+end
+if redis.call('EXISTS', batch_key) == 1 then
+  local lease_end = tonumber(redis.call('ZSCORE', inflight_key, conv)) or 0
+  if lease_end <= now then
+    lease_end = now + lease
+  end
+  redis.call('ZADD', due_key, lease_end, conv)
+  return {0, 'busy'}
+end
+
+local msgs = redis.call('LRANGE', buf_key, 0, -1)
+redis.call('ZREM', due_key, conv)
+if #msgs == 0 then
+  return {0, 'empty'}
+end
+local reason = redis.call('HGET', meta_key, 'reason') or 'quiet'
+local messages = '[' .. table.concat(msgs, ',') .. ']'
+redis.call('HSET', batch_key, 'key', conv, 'gen', gen, 'reason', reason, 'flushed_at', now,
+  'attempt', 0, 'owner', owner, 'messages', messages)
+redis.call('DEL', buf_key)
+redis.call('HDEL', meta_key, 'first_at', 'deadline', 'reason')
+redis.call('ZADD', inflight_key, now + lease, conv)
+return {1, tonumber(gen), reason, now, 0, messages}

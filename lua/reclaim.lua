@@ -1,0 +1,35 @@
+-- reclaim.lua: take over a batch whose lease expired (its worker died or hung),
+-- to deliver the same batch again. Exactly one caller wins.
+--
+-- KEYS[1] inflight  <ns>:{sNN}:inflight      ZSET conversation key -> lease expiry (Unix ms)
+-- KEYS[2] batch     <ns>:{sNN}:batch:<key>   HASH the claimed batch
+--
+-- ARGV[1] conversation key
+-- ARGV[2] lease, ms
+-- ARGV[3] new owner (worker id)
+-- ARGV[4] now, Unix ms; "" = Redis TIME (only tests pass a value)
+--
+-- Returns one of
+--   {1, generation, reason, flushed_at, attempt, messages}  reclaimed; messages is a JSON array
+--   {0, "held"}  the lease has not expired (or is gone)
+--   {0, "gone"}  a lease without a batch; the lease was removed
+local inflight_key, batch_key = KEYS[1], KEYS[2]
+local conv, lease, owner = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local now = tonumber(ARGV[4])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local lease_end = tonumber(redis.call('ZSCORE', inflight_key, conv))
+if not lease_end or lease_end > now then
+  return {0, 'held'}
+end
+local b = redis.call('HMGET', batch_key, 'gen', 'reason', 'flushed_at', 'attempt', 'messages')
+if not b[1] then
+  redis.call('ZREM', inflight_key, conv)
+  return {0, 'gone'}
+end
+redis.call('HSET', batch_key, 'owner', owner)
+redis.call('ZADD', inflight_key, now + lease, conv)
+return {1, tonumber(b[1]), b[2], tonumber(b[3]), tonumber(b[4]), b[5]}

@@ -1,0 +1,127 @@
+// Command worker moves inbound messages into conversation buffers, flushes
+// each burst as one batch when the conversation goes quiet, and delivers it
+// to the configured sinks.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/lullhq/lull/internal/backoff"
+	"github.com/lullhq/lull/internal/buffer"
+	"github.com/lullhq/lull/internal/config"
+	"github.com/lullhq/lull/internal/delivery"
+	"github.com/lullhq/lull/internal/intake"
+	"github.com/lullhq/lull/internal/poller"
+	"github.com/lullhq/lull/internal/queue"
+	"github.com/lullhq/lull/internal/redisconn"
+	"github.com/lullhq/lull/internal/sink"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "dlq" {
+		os.Exit(dlq(os.Args[2:]))
+	}
+	os.Exit(run())
+}
+
+func run() int {
+	cfg, err := config.Load()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	log := cfg.Logger(os.Stderr).With("process", "worker", "namespace", cfg.Namespace)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	sinks, err := sink.FromNames(cfg.Sinks, sink.Options{
+		Log:  os.Stdout,
+		HTTP: sink.HTTPOptions{URL: cfg.CallbackURL, Secret: cfg.CallbackSecret, Timeout: cfg.CallbackTimeout},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "config: SINKS:", err)
+		return 2
+	}
+	redis, err := redisconn.Connect(ctx, cfg.RedisURL, log)
+	if err != nil {
+		log.Info("stopped before redis was reachable", "err", err)
+		return 0
+	}
+	defer redis.Close()
+
+	buf := buffer.New(redis, cfg.Namespace, buffer.Options{
+		QuietWindow:  cfg.QuietWindow,
+		MaxWait:      cfg.MaxWait,
+		MaxMessages:  cfg.MaxBatchMessages,
+		DedupeWindow: cfg.DedupeWindow,
+		TTL:          cfg.KeyTTL,
+		Lease:        cfg.Lease,
+	})
+	var pl *poller.Poller
+	deliverer := delivery.New(buf, delivery.Options{
+		Sinks:       sinks,
+		Concurrency: cfg.Deliveries,
+		Retry:       backoff.Policy{Min: cfg.RetryMin, Max: cfg.RetryMax},
+		MaxAttempts: cfg.MaxAttempts,
+		Logger:      log,
+		OnCommitted: func(next, now int64) { pl.WakeAt(next, now) },
+	})
+	pl = poller.New(buf, deliverer.Deliver, poller.Options{Owner: ownerID(), Interval: cfg.PollInterval, Logger: log})
+	in := intake.New(buf, intake.Options{Logger: log, OnAppended: func(a buffer.Appended) { pl.WakeAt(a.Deadline, a.Now) }})
+	consumer := queue.NewConsumer(cfg.AMQPURL, cfg.Namespace, queue.ConsumerOptions{Prefetch: cfg.Prefetch, Logger: log})
+
+	intakeCtx, stopIntake := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopIntake()
+	consumed, taken, polled := make(chan error, 1), make(chan struct{}), make(chan struct{})
+	go func() {
+		consumed <- consumer.Run(ctx, func(d queue.Delivery) { in.Handle(intakeCtx, d.Body, d) })
+	}()
+	go func() { _ = in.Run(intakeCtx); close(taken) }()
+	go func() { _ = pl.Run(ctx); close(polled) }()
+	log.Info("worker started", "quiet_window", cfg.QuietWindow, "max_wait", cfg.MaxWait,
+		"max_batch_messages", cfg.MaxBatchMessages, "sinks", cfg.Sinks)
+
+	code := 0
+	select {
+	case <-ctx.Done():
+	case err := <-consumed:
+		log.Error("consumer stopped", "err", err)
+		consumed <- err
+		code = 1
+		stop()
+	}
+
+	// Shutdown, in order: stop consuming (the broker requeues what was not
+	// acked) → let the lanes finish the messages they hold → stop claiming
+	// batches → let deliveries under way finish (the rest are released for
+	// another worker) → close Redis (deferred).
+	log.Info("shutting down")
+	<-consumed
+	stopIntake()
+	<-taken
+	<-polled
+	finished := make(chan struct{})
+	go func() { deliverer.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(cfg.ShutdownTimeout):
+		log.Warn("deliveries still running at shutdown timeout; their leases will expire and another worker re-drives them")
+	}
+	log.Info("worker stopped")
+	return code
+}
+
+// ownerID names this worker process on the batches it claims.
+func ownerID() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b))
+}
