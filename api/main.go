@@ -47,7 +47,7 @@ func run() int {
 	// Redis is only asked by /readyz here; connect in the background so the
 	// api takes webhooks even while Redis is down.
 	var redis atomic.Pointer[rueidis.Client]
-	dead := &deadLetters{}
+	dead := &adminStore{}
 	go func() {
 		if c, err := redisconn.Connect(ctx, cfg.RedisURL, log); err == nil {
 			redis.Store(&c)
@@ -69,7 +69,7 @@ func run() int {
 		PublishTimeout: cfg.PublishTimeout,
 		Logger:         log,
 		AdminToken:     cfg.AdminToken,
-		DeadLetters:    dead,
+		Admin:          dead,
 	})
 	served := make(chan error, 1)
 	go func() { served <- app.Listen(cfg.HTTPAddr) }()
@@ -101,30 +101,37 @@ func run() int {
 	return code
 }
 
-// deadLetters serves the admin endpoints once Redis is connected.
-type deadLetters struct {
+// adminStore serves the admin endpoints once Redis is connected.
+type adminStore struct {
 	buf atomic.Pointer[buffer.Buffer]
 }
 
 var errNoRedis = fiber.NewError(fiber.StatusServiceUnavailable, "redis not connected")
 
-func (d *deadLetters) DeadLetters(ctx context.Context) ([]buffer.Dead, error) {
+func (d *adminStore) DeadLetters(ctx context.Context) ([]buffer.Dead, error) {
 	if b := d.buf.Load(); b != nil {
 		return b.DeadLetters(ctx)
 	}
 	return nil, errNoRedis
 }
 
-func (d *deadLetters) DeadLetterByID(ctx context.Context, id string) (buffer.Dead, error) {
+func (d *adminStore) DeadLetterByID(ctx context.Context, id string) (buffer.Dead, error) {
 	if b := d.buf.Load(); b != nil {
 		return b.DeadLetterByID(ctx, id)
 	}
 	return buffer.Dead{}, errNoRedis
 }
 
-func (d *deadLetters) Replay(ctx context.Context, id string) error {
+func (d *adminStore) Replay(ctx context.Context, id string) error {
 	if b := d.buf.Load(); b != nil {
 		return b.Replay(ctx, id)
 	}
 	return errNoRedis
+}
+
+func (d *adminStore) FlushNow(ctx context.Context, key string) (buffer.Rescheduled, error) {
+	if b := d.buf.Load(); b != nil {
+		return b.FlushNow(ctx, key)
+	}
+	return buffer.Rescheduled{}, errNoRedis
 }

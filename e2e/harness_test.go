@@ -253,6 +253,7 @@ func waitUntil(tb testing.TB, timeout time.Duration, what string, cond func() bo
 type sentMsg struct {
 	Key, ID, Text string
 	Start, End    time.Time // the POST's start and the answer's arrival
+	Timestamped   bool      // it carried a provider timestamp, which orders it instead
 }
 
 // post sends a webhook {"unique_id": key, "message": text, ...fields} and
@@ -281,7 +282,8 @@ func (b *bundle) post(key, text string, fields map[string]any) int {
 		b.tb.Errorf("POST /webhook %d: answer %s does not name the message (%v)", status, resp, err)
 	}
 	b.mu.Lock()
-	b.sent = append(b.sent, sentMsg{Key: key, ID: accepted.MessageID, Text: text, Start: start, End: time.Now()})
+	_, timestamped := fields["timestamp"]
+	b.sent = append(b.sent, sentMsg{Key: key, ID: accepted.MessageID, Text: text, Start: start, End: time.Now(), Timestamped: timestamped})
 	b.mu.Unlock()
 	return status
 }
@@ -295,12 +297,11 @@ func (b *bundle) send(key, text string) {
 }
 
 // postRaw POSTs body to /webhook with contentType and returns the status
-// and answer (status 0 when the request failed).
+// and answer (status 0 and the error when the request failed).
 func (b *bundle) postRaw(contentType string, body []byte) (int, []byte) {
 	resp, err := b.client.Post(b.url("/webhook"), contentType, bytes.NewReader(body))
 	if err != nil {
-		b.tb.Errorf("POST /webhook: %v", err)
-		return 0, nil
+		return 0, []byte(err.Error())
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(resp.Body)

@@ -60,6 +60,10 @@ func (b *bundle) shutdown(p *proc) {
 		}
 		return
 	}
+	// An api's graceful shutdown waits for client connections that never
+	// sent a request (see the report on fasthttp's StateNew connections):
+	// give back what the test's client holds first.
+	b.client.CloseIdleConnections()
 	code, took, err := p.terminate(stopTimeout)
 	switch {
 	case err != nil:

@@ -14,6 +14,7 @@
 -- ARGV[7] dedupe window, ms
 -- ARGV[8] safety TTL of buf and meta, ms (a leak guard, never the flush mechanism)
 -- ARGV[9] now, Unix ms; "" = Redis TIME (only tests pass a value)
+-- ARGV[10] "1" = flush at once (an immediate-flush rule matched), else ""
 --
 -- Returns {stored, generation, count, deadline, now}:
 --   stored     1 = appended, 0 = duplicate message id (nothing changed)
@@ -57,6 +58,9 @@ if max_wait > 0 and first + max_wait < deadline then
 end
 if count >= max_msgs then
   deadline, reason = now, 'max_messages'
+end
+if ARGV[10] == '1' then
+  deadline, reason = now, 'immediate'
 end
 redis.call('HSET', meta_key, 'last_at', now, 'deadline', deadline, 'reason', reason)
 redis.call('ZADD', due_key, deadline, conv)

@@ -13,6 +13,9 @@
 -- ARGV[3] lease, ms
 -- ARGV[4] owner: who claims the batch (worker id)
 -- ARGV[5] now, Unix ms; "" = Redis TIME (only tests pass a value)
+-- ARGV[6] max batch messages: a buffer that grew larger (while an earlier batch
+--         was in flight) is claimed in slices of this size, oldest first; the
+--         rest stays buffered under a new generation, due at once
 --
 -- Returns one of
 --   {1, generation, reason, flushed_at, attempt, messages}  claimed; messages is a JSON array
@@ -23,6 +26,7 @@
 --   {0, "empty"}    scheduled with nothing buffered; unscheduled
 local due_key, meta_key, buf_key, batch_key, inflight_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local conv, gen_seen, lease, owner = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local max_msgs = tonumber(ARGV[6])
 local now = tonumber(ARGV[5])
 if not now then
   local t = redis.call('TIME')
@@ -49,16 +53,27 @@ if redis.call('EXISTS', batch_key) == 1 then
   return {0, 'busy'}
 end
 
-local msgs = redis.call('LRANGE', buf_key, 0, -1)
-redis.call('ZREM', due_key, conv)
+local msgs = redis.call('LRANGE', buf_key, 0, max_msgs - 1)
 if #msgs == 0 then
+  redis.call('ZREM', due_key, conv)
   return {0, 'empty'}
 end
 local reason = redis.call('HGET', meta_key, 'reason') or 'quiet'
+if redis.call('LLEN', buf_key) > max_msgs then
+  -- A slice: the rest stays buffered, due at once, under a new generation
+  -- so that its batch gets an id of its own.
+  redis.call('LTRIM', buf_key, max_msgs, -1)
+  redis.call('HINCRBY', meta_key, 'gen', 1)
+  redis.call('HSET', meta_key, 'deadline', now, 'reason', 'max_messages', 'first_at', now)
+  redis.call('ZADD', due_key, now, conv)
+  reason = 'max_messages'
+else
+  redis.call('DEL', buf_key)
+  redis.call('HDEL', meta_key, 'first_at', 'deadline', 'reason')
+  redis.call('ZREM', due_key, conv)
+end
 local messages = '[' .. table.concat(msgs, ',') .. ']'
 redis.call('HSET', batch_key, 'key', conv, 'gen', gen, 'reason', reason, 'flushed_at', now,
   'attempt', 0, 'owner', owner, 'messages', messages)
-redis.call('DEL', buf_key)
-redis.call('HDEL', meta_key, 'first_at', 'deadline', 'reason')
 redis.call('ZADD', inflight_key, now + lease, conv)
 return {1, tonumber(gen), reason, now, 0, messages}

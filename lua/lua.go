@@ -27,16 +27,19 @@ var (
 	deadSrc string
 	//go:embed replay.lua
 	replaySrc string
+	//go:embed schedule.lua
+	scheduleSrc string
 )
 
 // The scripts, run with EVALSHA (falling back to EVAL on a cold cache).
 var (
-	Append  = rueidis.NewLuaScript(appendSrc)
-	Ready   = rueidis.NewLuaScript(readySrc)
-	Flush   = rueidis.NewLuaScript(flushSrc)
-	Renew   = rueidis.NewLuaScript(renewSrc)
-	Commit  = rueidis.NewLuaScript(commitSrc)
-	Reclaim = rueidis.NewLuaScript(reclaimSrc)
-	Dead    = rueidis.NewLuaScript(deadSrc)
-	Replay  = rueidis.NewLuaScript(replaySrc)
+	Append   = rueidis.NewLuaScript(appendSrc)
+	Ready    = rueidis.NewLuaScript(readySrc)
+	Flush    = rueidis.NewLuaScript(flushSrc)
+	Renew    = rueidis.NewLuaScript(renewSrc)
+	Commit   = rueidis.NewLuaScript(commitSrc)
+	Reclaim  = rueidis.NewLuaScript(reclaimSrc)
+	Dead     = rueidis.NewLuaScript(deadSrc)
+	Replay   = rueidis.NewLuaScript(replaySrc)
+	Schedule = rueidis.NewLuaScript(scheduleSrc)
 )

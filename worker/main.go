@@ -42,13 +42,26 @@ func run() int {
 	defer stop()
 
 	sinks, err := sink.FromNames(cfg.Sinks, sink.Options{
-		Log:  os.Stdout,
-		HTTP: sink.HTTPOptions{URL: cfg.CallbackURL, Secret: cfg.CallbackSecret, Timeout: cfg.CallbackTimeout},
+		Log:    os.Stdout,
+		HTTP:   sink.HTTPOptions{URL: cfg.CallbackURL, Secret: cfg.CallbackSecret, Timeout: cfg.CallbackTimeout},
+		Broker: sink.BrokerOptions{URL: cfg.AMQPURL, Namespace: cfg.Namespace, Timeout: cfg.PublishTimeout, Logger: log},
+		AMQP:   sink.AMQPOptions{Exchange: cfg.BatchExchange, Queue: cfg.BatchQueue},
+		Celery: sink.CeleryOptions{Queue: cfg.CeleryQueue, Task: cfg.CeleryTask},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "config: SINKS:", err)
 		return 2
 	}
+	// Runs last: after the deliveries finished (or the shutdown timeout),
+	// wait briefly for publishes under way, then close the broker sinks'
+	// connections.
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := sink.Close(closeCtx, sinks); err != nil {
+			log.Warn("closing sinks", "err", err)
+		}
+	}()
 	redis, err := redisconn.Connect(ctx, cfg.RedisURL, log)
 	if err != nil {
 		log.Info("stopped before redis was reachable", "err", err)
@@ -74,7 +87,7 @@ func run() int {
 		OnCommitted: func(next, now int64) { pl.WakeAt(next, now) },
 	})
 	pl = poller.New(buf, deliverer.Deliver, poller.Options{Owner: ownerID(), Interval: cfg.PollInterval, Logger: log})
-	in := intake.New(buf, intake.Options{Logger: log, OnAppended: func(a buffer.Appended) { pl.WakeAt(a.Deadline, a.Now) }})
+	in := intake.New(buf, intake.Options{Logger: log, OnScheduled: pl.WakeAt})
 	consumer := queue.NewConsumer(cfg.AMQPURL, cfg.Namespace, queue.ConsumerOptions{Prefetch: cfg.Prefetch, Logger: log})
 
 	intakeCtx, stopIntake := context.WithCancel(context.WithoutCancel(ctx))
@@ -101,7 +114,7 @@ func run() int {
 	// Shutdown, in order: stop consuming (the broker requeues what was not
 	// acked) → let the lanes finish the messages they hold → stop claiming
 	// batches → let deliveries under way finish (the rest are released for
-	// another worker) → close Redis (deferred).
+	// another worker) → close Redis and the sinks' connections (deferred).
 	log.Info("shutting down")
 	<-consumed
 	stopIntake()

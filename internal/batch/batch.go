@@ -15,13 +15,34 @@ const (
 	ReasonMaxWait     = "max_wait"
 	ReasonMaxMessages = "max_messages"
 	ReasonManual      = "manual"
+	// ReasonImmediate: a message matched an immediate-flush rule
+	// (IMMEDIATE_FLUSH, e.g. a /command or a button reply).
+	ReasonImmediate = "immediate"
+)
+
+// Message types. Providers normalize theirs to these.
+const (
+	TypeText        = "text"
+	TypeImage       = "image"
+	TypeAudio       = "audio" // also voice notes (Media.Voice)
+	TypeVideo       = "video"
+	TypeDocument    = "document"
+	TypeSticker     = "sticker"
+	TypeLocation    = "location"
+	TypeContacts    = "contacts"
+	TypeInteractive = "interactive" // a button or list reply
+	TypeReaction    = "reaction"
+	TypeUnsupported = "unsupported"
 )
 
 // TimeLayout is how every time in a batch is written: RFC 3339, UTC, milliseconds.
 const TimeLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // Message is one buffered chat message as stored in Redis and delivered in a
-// batch (ARCHITECTURE 2.3 messages[]).
+// batch (ARCHITECTURE 2.3 messages[]). Source names the provider ("generic",
+// "whatsapp", "evolution", "twilio"); Text holds the text, a media caption,
+// a reply's title or a reaction's emoji; Metadata holds what else the
+// provider said that has no field here.
 type Message struct {
 	ID         string          `json:"id"`
 	Text       string          `json:"text"`
@@ -30,6 +51,20 @@ type Message struct {
 	Timestamp  string          `json:"timestamp,omitempty"`
 	Source     string          `json:"source"`
 	Metadata   json.RawMessage `json:"metadata"`
+	From       string          `json:"from,omitempty"`     // the user's address at the provider (wa_id, JID, whatsapp:+55…)
+	To         string          `json:"to,omitempty"`       // the business side (phone_number_id, instance, whatsapp:+1…)
+	ReplyTo    string          `json:"reply_to,omitempty"` // provider id of the message this one quotes or reacts to
+	Media      *Media          `json:"media,omitempty"`
+}
+
+// Media references a provider-hosted attachment; lull never downloads it.
+type Media struct {
+	ID       string `json:"id,omitempty"`  // provider media id (Meta: fetch with the Graph API)
+	URL      string `json:"url,omitempty"` // provider URL, when given (may need the provider's credentials)
+	MimeType string `json:"mime_type,omitempty"`
+	SHA256   string `json:"sha256,omitempty"`
+	Filename string `json:"filename,omitempty"`
+	Voice    bool   `json:"voice,omitempty"` // an audio recorded as a voice note
 }
 
 // Batch is the JSON every sink receives (ARCHITECTURE 2.3).

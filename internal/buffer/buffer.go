@@ -42,6 +42,9 @@ type Buffer struct {
 
 // New returns the buffer of namespace ns.
 func New(client rueidis.Client, ns string, opts Options) *Buffer {
+	if opts.MaxMessages <= 0 {
+		opts.MaxMessages = 100
+	}
 	return &Buffer{client: client, keys: keys.New(ns), opts: opts}
 }
 
@@ -71,13 +74,17 @@ type Appended struct {
 
 // Append stores message (its JSON encoding) with id in conversation key's
 // buffer unless id was seen within the dedupe window, and reschedules the
-// conversation's flush.
-func (b *Buffer) Append(ctx context.Context, key, id string, message []byte) (Appended, error) {
+// conversation's flush (at once when flushNow).
+func (b *Buffer) Append(ctx context.Context, key, id string, message []byte, flushNow bool) (Appended, error) {
 	k := b.keys.Conversation(key)
+	now := ""
+	if flushNow {
+		now = "1"
+	}
 	vals, err := lua.Append.Exec(ctx, b.client,
 		[]string{k.Buf, k.Meta, k.Seen, k.Due},
 		[]string{key, id, string(message), ms(b.opts.QuietWindow), ms(b.opts.MaxWait),
-			strconv.Itoa(b.opts.MaxMessages), ms(b.opts.DedupeWindow), ms(b.opts.TTL), b.now()},
+			strconv.Itoa(b.opts.MaxMessages), ms(b.opts.DedupeWindow), ms(b.opts.TTL), b.now(), now},
 	).AsIntSlice()
 	if err != nil {
 		return Appended{}, fmt.Errorf("append %s: %w", k.Buf, err)
@@ -86,6 +93,40 @@ func (b *Buffer) Append(ctx context.Context, key, id string, message []byte) (Ap
 		return Appended{}, fmt.Errorf("append %s: unexpected reply %v", k.Buf, vals)
 	}
 	return Appended{Stored: vals[0] == 1, Generation: vals[1], Count: vals[2], Deadline: vals[3], Now: vals[4]}, nil
+}
+
+// Rescheduled is the outcome of Typing and FlushNow.
+type Rescheduled struct {
+	Moved    bool  // the deadline changed
+	Deadline int64 // the deadline in force, Unix ms (-1: nothing buffered)
+	Now      int64 // Redis clock, Unix ms
+}
+
+// Typing extends conversation key's quiet window from now, as a new message
+// would (still capped by max wait): the user is typing or recording. It does
+// nothing when nothing is buffered.
+func (b *Buffer) Typing(ctx context.Context, key string) (Rescheduled, error) {
+	return b.schedule(ctx, key, "typing")
+}
+
+// FlushNow makes conversation key due at once (reason "manual").
+func (b *Buffer) FlushNow(ctx context.Context, key string) (Rescheduled, error) {
+	return b.schedule(ctx, key, "manual")
+}
+
+func (b *Buffer) schedule(ctx context.Context, key, mode string) (Rescheduled, error) {
+	k := b.keys.Conversation(key)
+	vals, err := lua.Schedule.Exec(ctx, b.client,
+		[]string{k.Buf, k.Meta, k.Due},
+		[]string{key, mode, ms(b.opts.QuietWindow), ms(b.opts.MaxWait), b.now()},
+	).AsIntSlice()
+	if err != nil {
+		return Rescheduled{}, fmt.Errorf("%s %s: %w", mode, k.Meta, err)
+	}
+	if len(vals) != 3 {
+		return Rescheduled{}, fmt.Errorf("%s %s: unexpected reply %v", mode, k.Meta, vals)
+	}
+	return Rescheduled{Moved: vals[0] == 1, Deadline: vals[1], Now: vals[2]}, nil
 }
 
 // Scheduled is a conversation (or lease) whose time has come.
@@ -213,7 +254,7 @@ func (b *Buffer) FlushMany(ctx context.Context, convs, gensSeen []string, owner 
 		k := b.keys.Conversation(c)
 		execs[i] = rueidis.LuaExec{
 			Keys: []string{k.Due, k.Meta, k.Buf, k.Batch, k.Inflight},
-			Args: []string{c, gensSeen[i], ms(b.opts.Lease), owner, b.now()},
+			Args: []string{c, gensSeen[i], ms(b.opts.Lease), owner, b.now(), strconv.Itoa(b.opts.MaxMessages)},
 		}
 	}
 	out := make([]FlushOutcome, len(convs))

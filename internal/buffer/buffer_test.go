@@ -92,7 +92,7 @@ func TestAppend_DeadlineArithmetic(t *testing.T) {
 				if i > 0 {
 					tb.advance(tt.gaps[i-1])
 				}
-				a, err = tb.buf.Append(ctx, "u1", fmt.Sprint("m", i), msg(fmt.Sprint("m", i)))
+				a, err = tb.buf.Append(ctx, "u1", fmt.Sprint("m", i), msg(fmt.Sprint("m", i)), false)
 				require.NoError(t, err)
 				require.True(t, a.Stored)
 			}
@@ -111,10 +111,10 @@ func TestAppend_DeadlineArithmetic(t *testing.T) {
 func TestAppend_DuplicateIDStoredOnce(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
-	a1, err := tb.buf.Append(ctx, "u1", "wamid.1", msg("oi"))
+	a1, err := tb.buf.Append(ctx, "u1", "wamid.1", msg("oi"), false)
 	require.NoError(t, err)
 	tb.advance(time.Second)
-	a2, err := tb.buf.Append(ctx, "u1", "wamid.1", msg("oi"))
+	a2, err := tb.buf.Append(ctx, "u1", "wamid.1", msg("oi"), false)
 	require.NoError(t, err)
 	require.True(t, a1.Stored)
 	require.False(t, a2.Stored)
@@ -129,12 +129,12 @@ func TestAppend_DuplicateIDStoredOnce(t *testing.T) {
 	require.Empty(t, why)
 	_, err = tb.buf.Commit(ctx, c)
 	require.NoError(t, err)
-	a3, err := tb.buf.Append(ctx, "u1", "wamid.1", msg("oi"))
+	a3, err := tb.buf.Append(ctx, "u1", "wamid.1", msg("oi"), false)
 	require.NoError(t, err)
 	require.False(t, a3.Stored)
 
 	// The same id in another conversation is another message.
-	a4, err := tb.buf.Append(ctx, "u2", "wamid.1", msg("oi"))
+	a4, err := tb.buf.Append(ctx, "u2", "wamid.1", msg("oi"), false)
 	require.NoError(t, err)
 	require.True(t, a4.Stored)
 }
@@ -142,10 +142,10 @@ func TestAppend_DuplicateIDStoredOnce(t *testing.T) {
 func TestAppend_DedupeWindowExpires(t *testing.T) {
 	tb := setup(t, func(o *buffer.Options) { o.DedupeWindow = 5 * time.Second })
 	ctx := context.Background()
-	_, err := tb.buf.Append(ctx, "u1", "old", msg("a"))
+	_, err := tb.buf.Append(ctx, "u1", "old", msg("a"), false)
 	require.NoError(t, err)
 	tb.advance(6 * time.Second)
-	_, err = tb.buf.Append(ctx, "u1", "new", msg("b")) // trims ids older than the window
+	_, err = tb.buf.Append(ctx, "u1", "new", msg("b"), false) // trims ids older than the window
 	require.NoError(t, err)
 	n, err := tb.client.Do(ctx, tb.client.B().Zcard().Key(tb.buf.Keys().Conversation("u1").Seen).Build()).AsInt64()
 	require.NoError(t, err)
@@ -155,10 +155,10 @@ func TestAppend_DedupeWindowExpires(t *testing.T) {
 func TestAppend_GenerationNeverRepeats(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
-	a1, err := tb.buf.Append(ctx, "u1", "a", msg("a"))
+	a1, err := tb.buf.Append(ctx, "u1", "a", msg("a"), false)
 	require.NoError(t, err)
 	require.Equal(t, t0+1, a1.Generation, "a new conversation's generation starts at the clock")
-	a2, err := tb.buf.Append(ctx, "u1", "b", msg("b"))
+	a2, err := tb.buf.Append(ctx, "u1", "b", msg("b"), false)
 	require.NoError(t, err)
 	require.Equal(t, a1.Generation+1, a2.Generation)
 
@@ -166,7 +166,7 @@ func TestAppend_GenerationNeverRepeats(t *testing.T) {
 	k := tb.buf.Keys().Conversation("u1")
 	tb.client.Do(ctx, tb.client.B().Del().Key(k.Meta, k.Buf).Build())
 	tb.advance(time.Second)
-	a3, err := tb.buf.Append(ctx, "u1", "c", msg("c"))
+	a3, err := tb.buf.Append(ctx, "u1", "c", msg("c"), false)
 	require.NoError(t, err)
 	require.Greater(t, a3.Generation, a2.Generation)
 }
@@ -174,7 +174,7 @@ func TestAppend_GenerationNeverRepeats(t *testing.T) {
 func TestFlush_ChecksDeadlineAndGeneration(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
-	a, err := tb.buf.Append(ctx, "u1", "a", msg("a"))
+	a, err := tb.buf.Append(ctx, "u1", "a", msg("a"), false)
 	require.NoError(t, err)
 
 	_, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
@@ -211,7 +211,7 @@ func TestFlush_ClaimRaceHasOneWinner(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
 	for i := range 20 {
-		_, err := tb.buf.Append(ctx, "u1", fmt.Sprint(i), msg(fmt.Sprint(i)))
+		_, err := tb.buf.Append(ctx, "u1", fmt.Sprint(i), msg(fmt.Sprint(i)), false)
 		require.NoError(t, err)
 	}
 	tb.advance(time.Minute)
@@ -234,7 +234,7 @@ func TestFlush_ClaimRaceHasOneWinner(t *testing.T) {
 func TestFlush_SerializesBatchesOfAConversation(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
-	_, err := tb.buf.Append(ctx, "u1", "a", msg("a"))
+	_, err := tb.buf.Append(ctx, "u1", "a", msg("a"), false)
 	require.NoError(t, err)
 	tb.advance(10 * time.Second)
 	first, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
@@ -242,7 +242,7 @@ func TestFlush_SerializesBatchesOfAConversation(t *testing.T) {
 	require.Empty(t, why)
 
 	// Messages arriving while batch 1 is in flight wait for it.
-	_, err = tb.buf.Append(ctx, "u1", "b", msg("b"))
+	_, err = tb.buf.Append(ctx, "u1", "b", msg("b"), false)
 	require.NoError(t, err)
 	tb.advance(10 * time.Second)
 	_, why, err = tb.buf.Flush(ctx, "u1", "", "w1")
@@ -267,7 +267,7 @@ func TestFlush_SerializesBatchesOfAConversation(t *testing.T) {
 func TestCommit_OnlyTheBatchInFlight(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
-	_, err := tb.buf.Append(ctx, "u1", "a", msg("a"))
+	_, err := tb.buf.Append(ctx, "u1", "a", msg("a"), false)
 	require.NoError(t, err)
 	tb.advance(10 * time.Second)
 	c, _, err := tb.buf.Flush(ctx, "u1", "", "w1")
@@ -284,7 +284,7 @@ func TestReclaim_ExpiredLeaseRedrivesSameBatch(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
 	for _, m := range []string{"a", "b"} {
-		_, err := tb.buf.Append(ctx, "u1", m, msg(m))
+		_, err := tb.buf.Append(ctx, "u1", m, msg(m), false)
 		require.NoError(t, err)
 	}
 	tb.advance(10 * time.Second)
@@ -323,10 +323,10 @@ func TestReclaim_ExpiredLeaseRedrivesSameBatch(t *testing.T) {
 func TestDue_ReportsDueAndNext(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
-	_, err := tb.buf.Append(ctx, "early", "a", msg("a"))
+	_, err := tb.buf.Append(ctx, "early", "a", msg("a"), false)
 	require.NoError(t, err)
 	tb.advance(5 * time.Second)
-	_, err = tb.buf.Append(ctx, "late", "b", msg("b"))
+	_, err = tb.buf.Append(ctx, "late", "b", msg("b"), false)
 	require.NoError(t, err)
 	tb.advance(6 * time.Second) // early is due (t0+10s), late at t0+15s
 
@@ -352,7 +352,7 @@ func TestKeys_HostileConversationKeys(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
 	for _, key := range []string{"a{b}c", "}{", "x:y:z", "with space", "ünïcødé 🎉", string(make([]byte, 10_000))} {
-		a, err := tb.buf.Append(ctx, key, "id", msg(key))
+		a, err := tb.buf.Append(ctx, key, "id", msg(key), false)
 		require.NoError(t, err, "%q", key)
 		require.True(t, a.Stored)
 		tb.advance(time.Minute)
@@ -364,4 +364,96 @@ func TestKeys_HostileConversationKeys(t *testing.T) {
 		_, err = tb.buf.Commit(ctx, c)
 		require.NoError(t, err)
 	}
+}
+
+func TestFlush_FloodIsClaimedInSlicesOfMaxMessages(t *testing.T) {
+	tb := setup(t, func(o *buffer.Options) { o.MaxMessages = 3 })
+	ctx := context.Background()
+	_, err := tb.buf.Append(ctx, "u1", "m0", msg("m0"), false)
+	require.NoError(t, err)
+	tb.advance(10 * time.Second)
+	first, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	require.NoError(t, err)
+	require.Empty(t, why)
+
+	// A flood while batch 1 is in flight.
+	var want []string
+	for i := 1; i <= 7; i++ {
+		m := fmt.Sprint("m", i)
+		want = append(want, m)
+		_, err := tb.buf.Append(ctx, "u1", m, msg(m), false)
+		require.NoError(t, err)
+	}
+	_, err = tb.buf.Commit(ctx, first)
+	require.NoError(t, err)
+
+	var got []string
+	gens := map[int64]bool{first.Generation: true}
+	for range 3 {
+		c, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+		require.NoError(t, err)
+		require.Empty(t, why)
+		require.LessOrEqual(t, len(c.Messages), 3, "a batch never exceeds MAX_BATCH_MESSAGES")
+		require.False(t, gens[c.Generation], "every slice has a batch id of its own")
+		gens[c.Generation] = true
+		got = append(got, texts(t, c)...)
+		_, err = tb.buf.Commit(ctx, c)
+		require.NoError(t, err)
+	}
+	require.Equal(t, want, got, "every message once, in arrival order")
+	_, why, err = tb.buf.Flush(ctx, "u1", "", "w1")
+	require.NoError(t, err)
+	require.Equal(t, buffer.FlushGone, why)
+}
+
+func TestAppend_FlushNowIsDueAtOnce(t *testing.T) {
+	tb := setup(t)
+	ctx := context.Background()
+	_, err := tb.buf.Append(ctx, "u1", "a", msg("hi"), false)
+	require.NoError(t, err)
+	tb.advance(time.Second)
+	a, err := tb.buf.Append(ctx, "u1", "b", msg("/start"), true)
+	require.NoError(t, err)
+	require.Equal(t, t0+1_000, a.Deadline)
+	tb.advance(time.Millisecond)
+	c, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	require.NoError(t, err)
+	require.Empty(t, why)
+	require.Equal(t, "immediate", c.Reason)
+	require.Equal(t, []string{"hi", "/start"}, texts(t, c), "with what was buffered before it")
+}
+
+func TestTyping_ExtendsQuietWindowCappedByMaxWait(t *testing.T) {
+	tb := setup(t, func(o *buffer.Options) { o.MaxWait = 25 * time.Second })
+	ctx := context.Background()
+
+	r, err := tb.buf.Typing(ctx, "u1")
+	require.NoError(t, err)
+	require.False(t, r.Moved, "nothing buffered: nothing to extend")
+	require.EqualValues(t, -1, r.Deadline)
+
+	_, err = tb.buf.Append(ctx, "u1", "a", msg("a"), false) // deadline t0+10s
+	require.NoError(t, err)
+	tb.advance(8 * time.Second)
+	r, err = tb.buf.Typing(ctx, "u1")
+	require.NoError(t, err)
+	require.True(t, r.Moved)
+	require.Equal(t, t0+18_000, r.Deadline, "typing restarts the quiet window")
+
+	tb.advance(12 * time.Second)
+	r, err = tb.buf.Typing(ctx, "u1")
+	require.NoError(t, err)
+	require.Equal(t, t0+25_000, r.Deadline, "but never past first + MAX_WAIT")
+	k := tb.buf.Keys().Conversation("u1")
+	reason, err := tb.client.Do(ctx, tb.client.B().Hget().Key(k.Meta).Field("reason").Build()).ToString()
+	require.NoError(t, err)
+	require.Equal(t, "max_wait", reason)
+
+	r, err = tb.buf.FlushNow(ctx, "u1")
+	require.NoError(t, err)
+	require.Equal(t, t0+20_000, r.Deadline, "a manual flush is due at once")
+	c, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	require.NoError(t, err)
+	require.Empty(t, why)
+	require.Equal(t, "manual", c.Reason)
 }

@@ -15,7 +15,7 @@ func TestDeadLetter_ReleasesConversationAndReplaysSameBatch(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
 	for _, m := range []string{"a", "b"} {
-		_, err := tb.buf.Append(ctx, "u1", m, msg(m))
+		_, err := tb.buf.Append(ctx, "u1", m, msg(m), false)
 		require.NoError(t, err)
 	}
 	tb.advance(10 * time.Second)
@@ -25,7 +25,7 @@ func TestDeadLetter_ReleasesConversationAndReplaysSameBatch(t *testing.T) {
 	require.NoError(t, err)
 
 	// A message arrives while the batch is failing.
-	_, err = tb.buf.Append(ctx, "u1", "c", msg("c"))
+	_, err = tb.buf.Append(ctx, "u1", "c", msg("c"), false)
 	require.NoError(t, err)
 
 	res, err := tb.buf.DeadLetter(ctx, c, "http sink: status 400")
@@ -81,7 +81,7 @@ func TestDeadLetterByID_UnknownIDs(t *testing.T) {
 func TestRelease_LetsAnotherWorkerRedriveAtOnce(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
-	_, err := tb.buf.Append(ctx, "u1", "a", msg("a"))
+	_, err := tb.buf.Append(ctx, "u1", "a", msg("a"), false)
 	require.NoError(t, err)
 	tb.advance(10 * time.Second)
 	c, _, err := tb.buf.Flush(ctx, "u1", "", "w1")

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/lullhq/lull/internal/ingest"
 )
 
 // Config is every setting of the api and the worker (ARCHITECTURE 2.1).
@@ -50,6 +52,21 @@ type Config struct {
 	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text"`
 
+	// Providers (issue: WhatsApp and friends).
+	ImmediateFlush      []string `env:"IMMEDIATE_FLUSH" envDefault:"command,interactive" envSeparator:","`
+	WhatsAppVerifyToken string   `env:"WHATSAPP_VERIFY_TOKEN"`
+	WhatsAppAppSecret   string   `env:"WHATSAPP_APP_SECRET"`
+	EvolutionJWTKey     string   `env:"EVOLUTION_JWT_KEY"`
+	EvolutionHeader     string   `env:"EVOLUTION_HEADER"`
+	TwilioAuthToken     string   `env:"TWILIO_AUTH_TOKEN"`
+	PublicURL           string   `env:"PUBLIC_URL"`
+
+	// Sinks beyond log and http.
+	BatchExchange string `env:"BATCH_EXCHANGE"`
+	BatchQueue    string `env:"BATCH_QUEUE"`
+	CeleryQueue   string `env:"CELERY_QUEUE" envDefault:"celery"`
+	CeleryTask    string `env:"CELERY_TASK" envDefault:"lull.process_batch"`
+
 	// The seed demo's .env names, used when REDIS_URL / AMQP_URL are unset.
 	RedisHost    string `env:"REDIS_HOST"`
 	RedisPort    string `env:"REDIS_PORT"`
@@ -74,6 +91,12 @@ func Load() (Config, error) {
 	c.resolveURLs()
 	for i, s := range c.Sinks {
 		c.Sinks[i] = strings.TrimSpace(s)
+	}
+	if c.BatchExchange == "" {
+		c.BatchExchange = c.Namespace + ".batches"
+	}
+	if c.BatchQueue == "" {
+		c.BatchQueue = c.Namespace + ".batches"
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
@@ -162,9 +185,9 @@ func (c Config) Validate() error {
 	seen := map[string]bool{}
 	for _, s := range c.Sinks {
 		switch s {
-		case "log", "http":
+		case "log", "http", "amqp", "celery":
 		default:
-			bad("SINKS", "unknown sink %q (known: log, http)", s)
+			bad("SINKS", "unknown sink %q (known: log, http, amqp, celery)", s)
 		}
 		if seen[s] {
 			bad("SINKS", "sink %q listed twice", s)
@@ -175,6 +198,22 @@ func (c Config) Validate() error {
 		if u, err := url.Parse(c.CallbackURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("CALLBACK_URL", "%q must be an http(s) URL when SINKS has http", c.CallbackURL)
 		}
+	}
+	if _, err := ingest.ParseRules(c.ImmediateFlush); err != nil {
+		bad("IMMEDIATE_FLUSH", "%v", err)
+	}
+	if c.EvolutionHeader != "" {
+		if name, value, ok := strings.Cut(c.EvolutionHeader, ":"); !ok || strings.TrimSpace(name) == "" || strings.TrimSpace(value) == "" {
+			bad("EVOLUTION_HEADER", "must be \"Name: value\"")
+		}
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("PUBLIC_URL", "%q must be an http(s) URL", c.PublicURL)
+		}
+	}
+	if c.CeleryTask == "" {
+		bad("CELERY_TASK", "must not be empty")
 	}
 	if c.BodyLimit < 1024 {
 		bad("BODY_LIMIT", "%d must be at least 1024 bytes", c.BodyLimit)

@@ -33,9 +33,14 @@ type Options struct {
 	Logger         *slog.Logger
 	Now            func() time.Time // tests only
 
+	// Rules marks messages that flush at once (IMMEDIATE_FLUSH).
+	Rules ingest.Rules
+	// Providers configures /webhook/<provider>.
+	Providers ProviderOptions
+
 	// The admin endpoints exist only when both are set.
-	AdminToken  string
-	DeadLetters DeadLetters
+	AdminToken string
+	Admin      Admin
 }
 
 // RetryAfterSeconds is what a 503 asks the sender to wait.
@@ -68,6 +73,7 @@ func New(opts Options) *fiber.App {
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	app.Get("/readyz", h.ready)
 	app.Post("/webhook", h.generic)
+	h.providers(app)
 	h.admin(app)
 	return app
 }
@@ -89,21 +95,46 @@ func (h *handlers) generic(c *fiber.Ctx) error {
 
 // accept publishes env and answers 202 once the broker confirmed it.
 func (h *handlers) accept(c *fiber.Ctx, env ingest.Envelope) error {
-	body, err := env.Encode()
-	if err != nil {
+	if err := h.publish(c.UserContext(), []ingest.Envelope{env}); err != nil {
 		return err
-	}
-	ctx, cancel := context.WithTimeout(c.UserContext(), h.opts.PublishTimeout)
-	defer cancel()
-	if err := h.opts.Publisher.Publish(ctx, env.Message.ID, body); err != nil {
-		h.opts.Logger.Warn("publish failed", "conversation", env.Key, "message_id", env.Message.ID, "err", err)
-		return errUnavailable
 	}
 	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{
 		"status":     "accepted",
 		"unique_id":  env.Key,
 		"message_id": env.Message.ID,
 	})
+}
+
+// publish applies the immediate-flush rules to envs and makes them durable,
+// concurrently; it returns errUnavailable unless the broker confirmed every
+// one (a sender's retry is deduped by message id).
+func (h *handlers) publish(ctx context.Context, envs []ingest.Envelope) error {
+	ctx, cancel := context.WithTimeout(ctx, h.opts.PublishTimeout)
+	defer cancel()
+	errs := make(chan error, len(envs))
+	for _, env := range envs {
+		h.opts.Rules.Apply(&env)
+		go func() {
+			body, err := env.Encode()
+			if err == nil {
+				err = h.opts.Publisher.Publish(ctx, env.Message.ID, body)
+			}
+			if err != nil {
+				h.opts.Logger.Warn("publish failed", "conversation", env.Key, "message_id", env.Message.ID, "err", err)
+			}
+			errs <- err
+		}()
+	}
+	failed := false
+	for range envs {
+		if err := <-errs; err != nil {
+			failed = true
+		}
+	}
+	if failed {
+		return errUnavailable
+	}
+	return nil
 }
 
 func (h *handlers) ready(c *fiber.Ctx) error {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
@@ -28,7 +29,7 @@ type testBundle struct {
 
 // setup runs the API against the real RabbitMQ, or against an unreachable
 // broker when brokerURL says so.
-func setup(t *testing.T, brokerURL string) testBundle {
+func setup(t *testing.T, brokerURL string, mutate ...func(*httpapi.Options)) testBundle {
 	t.Helper()
 	t.Parallel()
 	ns := testenv.Namespace(t, "httpapi")
@@ -42,12 +43,12 @@ func setup(t *testing.T, brokerURL string) testBundle {
 	if brokerURL == testenv.AMQPURL() {
 		require.Eventually(t, pub.Ready, 10*time.Second, 10*time.Millisecond)
 	}
-	app := httpapi.New(httpapi.Options{
+	app := newApp(httpapi.Options{
 		Publisher:      pub,
 		RedisPing:      func(context.Context) error { return nil },
 		BodyLimit:      4096,
 		PublishTimeout: 2 * time.Second,
-	})
+	}, mutate...)
 	conn, err := amqp.Dial(testenv.AMQPURL())
 	require.NoError(t, err)
 	ch, err := conn.Channel()
@@ -62,7 +63,7 @@ func setup(t *testing.T, brokerURL string) testBundle {
 		ns: ns,
 		ch: ch,
 		api: func(req *http.Request) *http.Response {
-			out, err := http.NewRequest(req.Method, base+req.URL.Path, req.Body)
+			out, err := http.NewRequest(req.Method, base+req.URL.RequestURI(), req.Body)
 			require.NoError(t, err)
 			out.ContentLength = req.ContentLength
 			out.Header = req.Header
@@ -71,6 +72,13 @@ func setup(t *testing.T, brokerURL string) testBundle {
 			return resp
 		},
 	}
+}
+
+func newApp(opts httpapi.Options, mutate ...func(*httpapi.Options)) *fiber.App {
+	for _, m := range mutate {
+		m(&opts)
+	}
+	return httpapi.New(opts)
 }
 
 func post(contentType, body string) *http.Request {

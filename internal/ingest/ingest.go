@@ -37,10 +37,18 @@ func (e *FieldError) Error() string { return e.Field + " " + e.Problem }
 
 func fieldErr(field, problem string) error { return &FieldError{Field: field, Problem: problem} }
 
-// Envelope is one accepted message on its way through the inbound queue.
+// Envelope kinds.
+const (
+	KindMessage = ""       // a chat message, appended to the buffer
+	KindTyping  = "typing" // the user is typing or recording: extends the quiet window
+)
+
+// Envelope is one accepted event on its way through the inbound queue.
 type Envelope struct {
-	Key     string        `json:"key"`
-	Message batch.Message `json:"message"`
+	Key      string        `json:"key"`
+	Kind     string        `json:"kind,omitempty"`
+	Message  batch.Message `json:"message"`
+	FlushNow bool          `json:"flush_now,omitempty"` // an immediate-flush rule matched
 }
 
 // Encode is the envelope's queue body.
@@ -59,8 +67,15 @@ func Decode(body []byte) (Envelope, error) {
 	if err := json.Unmarshal(body, &e); err != nil {
 		return Envelope{}, fmt.Errorf("decode envelope: %w", err)
 	}
-	if e.Key == "" || e.Message.ID == "" {
-		return Envelope{}, errors.New("decode envelope: key and message.id are required")
+	switch {
+	case e.Key == "":
+		return Envelope{}, errors.New("decode envelope: key is required")
+	case e.Kind == KindTyping:
+		return e, nil
+	case e.Kind != KindMessage:
+		return Envelope{}, fmt.Errorf("decode envelope: unknown kind %q", e.Kind)
+	case e.Message.ID == "":
+		return Envelope{}, errors.New("decode envelope: message.id is required")
 	}
 	if len(e.Message.Metadata) == 0 {
 		e.Message.Metadata = json.RawMessage("{}")

@@ -24,9 +24,9 @@ type Settler interface {
 
 // Options configure an Intake.
 type Options struct {
-	Lanes      int                   // conversations are spread over this many serial lanes (default 16)
-	Logger     *slog.Logger          //
-	OnAppended func(buffer.Appended) // told of every stored message (the poller's wake-up)
+	Lanes       int                       // conversations are spread over this many serial lanes (default 16)
+	Logger      *slog.Logger              //
+	OnScheduled func(deadline, now int64) // told of every deadline set (the poller's wake-up; Redis clock, Unix ms)
 }
 
 type job struct {
@@ -51,8 +51,8 @@ func New(buf *buffer.Buffer, opts Options) *Intake {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.OnAppended == nil {
-		opts.OnAppended = func(buffer.Appended) {}
+	if opts.OnScheduled == nil {
+		opts.OnScheduled = func(int64, int64) {}
 	}
 	lanes := make([]chan job, opts.Lanes)
 	for i := range lanes {
@@ -114,22 +114,20 @@ func (in *Intake) work(ctx context.Context, lane chan job) {
 	}
 }
 
-// process appends one message, retrying Redis errors with backoff, and
-// settles its delivery: ack once stored (or found a duplicate), requeue when
+// process applies one event (appends a message, or extends the quiet
+// window of a typing user), retrying Redis errors with backoff, and settles
+// its delivery: ack once applied (or found a duplicate), requeue when
 // shutting down before that.
 func (in *Intake) process(ctx context.Context, j job) {
-	body, err := json.Marshal(j.env.Message)
+	apply, err := in.applier(j.env)
 	if err != nil {
 		in.opts.Logger.Error("unencodable message dead-lettered", "conversation", j.env.Key, "message_id", j.env.Message.ID, "err", err)
 		in.settle(j, j.s.DeadLetter)
 		return
 	}
 	for attempt := 1; ; attempt++ {
-		a, err := in.buf.Append(ctx, j.env.Key, j.env.Message.ID, body)
+		err := apply(ctx)
 		if err == nil {
-			if a.Stored {
-				in.opts.OnAppended(a)
-			}
 			in.settle(j, j.s.Ack)
 			return
 		}
@@ -139,6 +137,30 @@ func (in *Intake) process(ctx context.Context, j job) {
 			return
 		}
 	}
+}
+
+// applier is the Redis change an envelope asks for.
+func (in *Intake) applier(env ingest.Envelope) (func(context.Context) error, error) {
+	if env.Kind == ingest.KindTyping {
+		return func(ctx context.Context) error {
+			r, err := in.buf.Typing(ctx, env.Key)
+			if err == nil && r.Moved {
+				in.opts.OnScheduled(r.Deadline, r.Now)
+			}
+			return err
+		}, nil
+	}
+	body, err := json.Marshal(env.Message)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		a, err := in.buf.Append(ctx, env.Key, env.Message.ID, body, env.FlushNow)
+		if err == nil && a.Stored {
+			in.opts.OnScheduled(a.Deadline, a.Now)
+		}
+		return err
+	}, nil
 }
 
 func (in *Intake) settle(j job, how func() error) {

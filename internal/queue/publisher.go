@@ -18,6 +18,11 @@ var (
 	ErrUnavailable = errors.New("queue: broker unavailable")
 	// ErrClosed is returned by Publish after Close was called.
 	ErrClosed = errors.New("queue: publisher closed")
+	// ErrUnroutable means the broker returned a mandatory message because
+	// no queue is bound to its target. Errors wrapping it wrap
+	// ErrUnavailable too: binding a queue (or re-declaring a deleted one)
+	// makes a retry succeed.
+	ErrUnroutable = errors.New("queue: no queue to route to")
 )
 
 // PublisherOptions configures a Publisher. Zero values mean the defaults.
@@ -30,9 +35,22 @@ type PublisherOptions struct {
 	ConfirmTimeout time.Duration
 	// Logger receives connection events. Default slog.Default().
 	Logger *slog.Logger
+
+	// Exchange and RoutingKey are where every message goes. Both empty
+	// (the default) means InboundQueue(ns) through the default exchange.
+	Exchange   string
+	RoutingKey string
+	// Topology declares what the publisher sends to, on every (re)connect
+	// and again after a message came back unroutable. Default
+	// InboundTopology(ns).
+	Topology Topology
+	// Name names the connection in the broker (rabbitmqctl
+	// list_connections client_properties, the management UI). Default
+	// "lull-publisher-<ns>".
+	Name string
 }
 
-func (o *PublisherOptions) setDefaults() {
+func (o *PublisherOptions) setDefaults(ns string) {
 	if o.Channels <= 0 {
 		o.Channels = 4
 	}
@@ -42,12 +60,34 @@ func (o *PublisherOptions) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Exchange == "" && o.RoutingKey == "" {
+		o.RoutingKey = InboundQueue(ns)
+	}
+	if o.Topology == nil {
+		o.Topology = InboundTopology(ns)
+	}
+	if o.Name == "" {
+		o.Name = "lull-publisher-" + ns
+	}
 }
 
-// Publisher publishes persistent messages to InboundQueue(ns) and returns
-// only once the broker confirmed them. It owns one connection with a small
-// pool of long-lived confirm-mode channels, kept up by a background loop that
-// reconnects with capped exponential backoff. It is safe for concurrent use.
+// target describes where the publisher sends, for errors.
+func (o *PublisherOptions) target() string {
+	if o.Exchange == "" {
+		return "queue " + o.RoutingKey
+	}
+	if o.RoutingKey == "" {
+		return "exchange " + o.Exchange
+	}
+	return fmt.Sprintf("exchange %s with routing key %s", o.Exchange, o.RoutingKey)
+}
+
+// Publisher publishes persistent messages to InboundQueue(ns), or to the
+// target its options name, and returns only once the broker confirmed them.
+// It owns one connection with a small pool of long-lived confirm-mode
+// channels, kept up by a background loop that reconnects with capped
+// exponential backoff and declares the topology each time. It is safe for
+// concurrent use.
 type Publisher struct {
 	url, ns string
 	opts    PublisherOptions
@@ -56,6 +96,7 @@ type Publisher struct {
 	mu       sync.Mutex
 	closed   bool
 	sess     *pubSession    // nil while not connected
+	lastErr  error          // why the last connect failed, while not connected
 	inflight sync.WaitGroup // Publish calls between admission and return
 
 	redeclare chan struct{} // a message came back unroutable
@@ -70,7 +111,7 @@ func NewPublisher(ctx context.Context, url, ns string, opts PublisherOptions) (*
 	if _, err := amqp.ParseURI(url); err != nil {
 		return nil, fmt.Errorf("new publisher: parse AMQP URL: %w", err)
 	}
-	opts.setDefaults()
+	opts.setDefaults(ns)
 	// The loop outlives ctx's caller-scoped values only through Close.
 	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	p := &Publisher{
@@ -99,17 +140,40 @@ func (p *Publisher) Ready() bool {
 // in a quorum queue. Every other outcome wraps ErrUnavailable, or is
 // ErrClosed after Close, or ctx's error when ctx ended first.
 func (p *Publisher) Publish(ctx context.Context, messageID string, body []byte) error {
+	return p.PublishMessage(ctx, amqp.Publishing{
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		MessageId:    messageID,
+		Timestamp:    time.Now(),
+		Body:         body,
+	})
+}
+
+// PublishMessage sends msg as it is (the caller sets its properties;
+// DeliveryMode amqp.Persistent for a message that must survive a broker
+// restart) to the publisher's target, mandatory, and waits for the
+// broker's confirm like Publish. msg.MessageId must be set: it is how a
+// message the broker returns as unroutable is told apart. An unroutable
+// message wraps ErrUnroutable and ErrUnavailable.
+func (p *Publisher) PublishMessage(ctx context.Context, msg amqp.Publishing) error {
+	messageID := msg.MessageId
+	if messageID == "" {
+		return errors.New("publish: message has no MessageId")
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return ErrClosed
 	}
-	s := p.sess
+	s, lastErr := p.sess, p.lastErr
 	p.inflight.Add(1)
 	p.mu.Unlock()
 	defer p.inflight.Done()
 
 	if s == nil {
+		if lastErr != nil {
+			return fmt.Errorf("publish %s: not connected (last error: %v): %w", messageID, lastErr, ErrUnavailable)
+		}
 		return fmt.Errorf("publish %s: not connected: %w", messageID, ErrUnavailable)
 	}
 	tctx, cancel := context.WithTimeout(ctx, p.opts.ConfirmTimeout)
@@ -123,13 +187,7 @@ func (p *Publisher) Publish(ctx context.Context, messageID string, body []byte) 
 	case <-tctx.Done():
 		return p.timeoutErr(ctx, messageID, "waiting for a channel")
 	}
-	dc, err := pc.ch.PublishWithDeferredConfirmWithContext(tctx, "", InboundQueue(p.ns), true, false, amqp.Publishing{
-		ContentType:  "application/json",
-		DeliveryMode: amqp.Persistent,
-		MessageId:    messageID,
-		Timestamp:    time.Now(),
-		Body:         body,
-	})
+	dc, err := pc.ch.PublishWithDeferredConfirmWithContext(tctx, p.opts.Exchange, p.opts.RoutingKey, true, false, msg)
 	s.pool <- pc // never blocks: the pool has room for every channel
 	if err != nil {
 		if ctx.Err() != nil {
@@ -154,7 +212,7 @@ func (p *Publisher) Publish(ctx context.Context, messageID string, body []byte) 
 		case p.redeclare <- struct{}{}:
 		default:
 		}
-		return fmt.Errorf("publish %s: no queue %s to route to: %w", messageID, InboundQueue(p.ns), ErrUnavailable)
+		return fmt.Errorf("publish %s: %s: %w: %w", messageID, p.opts.target(), ErrUnroutable, ErrUnavailable)
 	}
 	return nil
 }

@@ -87,13 +87,13 @@ func (pc *pubChannel) takeReturned(messageID string) bool {
 
 // connect dials, declares the topology and opens the channel pool.
 func (p *Publisher) connect(ctx context.Context) (*pubSession, error) {
-	conn, err := dial(ctx, p.url, "lull-publisher-"+p.ns)
+	conn, err := dial(ctx, p.url, p.opts.Name)
 	if err != nil {
 		return nil, err
 	}
 	s := &pubSession{conn: conn, pool: make(chan *pubChannel, p.opts.Channels), dead: make(chan struct{})}
 	s.watch("connection", conn.NotifyClose(make(chan *amqp.Error, 1)))
-	if err := declareOn(conn, p.ns); err != nil {
+	if err := p.opts.Topology(conn); err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
@@ -115,27 +115,13 @@ func (p *Publisher) connect(ctx context.Context) (*pubSession, error) {
 	return s, nil
 }
 
-// declareOn declares the topology on a short-lived channel of conn.
-func declareOn(conn *amqp.Connection, ns string) error {
-	ch, err := conn.Channel()
-	if err != nil {
-		return fmt.Errorf("open channel to declare: %w", err)
-	}
-	if err := Declare(ch, ns); err != nil {
-		return err
-	}
-	if err := ch.Close(); err != nil {
-		return fmt.Errorf("close declare channel: %w", err)
-	}
-	return nil
-}
-
 // loop keeps a session up until ctx ends, then closes it.
 func (p *Publisher) loop(ctx context.Context) {
 	defer close(p.loopDone)
 	for attempt := 0; ; attempt++ {
 		s, err := p.connect(ctx)
 		if err != nil {
+			p.setSession(nil, err)
 			wait := reconnect.Delay(attempt + 1)
 			p.log.Warn("publisher connect failed", slog.Any("error", err), slog.Int("attempt", attempt+1), slog.Duration("retry_in", wait))
 			if backoff.Sleep(ctx, wait) != nil {
@@ -144,14 +130,14 @@ func (p *Publisher) loop(ctx context.Context) {
 			continue
 		}
 		attempt = -1
-		p.setSession(s)
-		p.log.Info("publisher connected", slog.Int("channels", p.opts.Channels))
+		p.setSession(s, nil)
+		p.log.Info("publisher connected", slog.Int("channels", p.opts.Channels), slog.String("target", p.opts.target()))
 		if !p.serve(ctx, s) {
-			p.setSession(nil)
+			p.setSession(nil, nil)
 			_ = s.conn.Close()
 			return
 		}
-		p.setSession(nil)
+		p.setSession(nil, s.reason)
 		p.log.Warn("publisher connection lost, reconnecting", slog.Any("error", s.reason))
 		// Closing fails every confirm still pending on the session's
 		// channels, so no Publish waits on a dead channel.
@@ -169,7 +155,7 @@ func (p *Publisher) serve(ctx context.Context, s *pubSession) bool {
 		case <-s.dead:
 			return true
 		case <-p.redeclare:
-			if err := declareOn(s.conn, p.ns); err != nil {
+			if err := p.opts.Topology(s.conn); err != nil {
 				p.log.Error("publisher re-declare failed", slog.Any("error", err))
 			} else {
 				p.log.Warn("publisher re-declared topology after an unroutable message")
@@ -178,8 +164,10 @@ func (p *Publisher) serve(ctx context.Context, s *pubSession) bool {
 	}
 }
 
-func (p *Publisher) setSession(s *pubSession) {
+// setSession installs s (nil while not connected) and, while not
+// connected, why: Publish reports it.
+func (p *Publisher) setSession(s *pubSession, why error) {
 	p.mu.Lock()
-	p.sess = s
+	p.sess, p.lastErr = s, why
 	p.mu.Unlock()
 }

@@ -1,5 +1,7 @@
 // Package queue owns lull's RabbitMQ side: the topology of a namespace, a
-// confirming publisher for the api and a reconnecting consumer for the worker.
+// confirming publisher for the api (and, with another target and Topology,
+// for the worker's amqp and celery sinks) and a reconnecting consumer for
+// the worker.
 //
 // Topology of namespace ns:
 //

@@ -1,7 +1,8 @@
 // Package sink delivers batches to where they are answered: a log, an HTTP
-// callback, and (later) AMQP and Celery. A sink delivers one batch; the
-// caller owns retries, backoff and dead-lettering, guided by the errors a
-// sink returns (Permanent, RetryAfterOf).
+// callback, a RabbitMQ exchange (amqp) and a Celery task (celery). A sink
+// delivers one batch; the caller owns retries, backoff and dead-lettering,
+// guided by the errors a sink returns (Permanent, RetryAfterOf). Sinks
+// that hold connections implement Closer; Close closes them.
 package sink
 
 import (
@@ -33,8 +34,10 @@ const (
 	NameCelery = "celery"
 )
 
-// ErrNotAvailable is returned by FromNames for sinks that are planned but
-// not built yet.
+// ErrNotAvailable was returned by FromNames for sinks not built yet.
+//
+// Deprecated: every sink named in SINKS is available; FromNames no longer
+// returns it.
 var ErrNotAvailable = errors.New("sink: not available yet")
 
 // Options configures the sinks FromNames builds.
@@ -43,14 +46,27 @@ type Options struct {
 	Log io.Writer
 	// HTTP configures the http sink; used only when "http" is named.
 	HTTP HTTPOptions
+	// Broker is the RabbitMQ the amqp and celery sinks publish to; used
+	// only when one of them is named.
+	Broker BrokerOptions
+	// AMQP configures the amqp sink; used only when "amqp" is named.
+	AMQP AMQPOptions
+	// Celery configures the celery sink; used only when "celery" is named.
+	Celery CeleryOptions
 }
 
 // FromNames builds the sinks named in names (the SINKS list), in order.
 // Names are trimmed and case-insensitive; empty entries are skipped. An
-// unknown or repeated name, a sink not available yet, or an empty list is
-// an error naming the problem.
-func FromNames(names []string, opts Options) ([]Sink, error) {
+// unknown or repeated name, bad options, or an empty list is an error
+// naming the problem. The amqp and celery sinks connect in the background;
+// close what FromNames returns with Close once deliveries have finished.
+func FromNames(names []string, opts Options) (_ []Sink, err error) {
 	var sinks []Sink
+	defer func() {
+		if err != nil {
+			_ = Close(context.Background(), sinks)
+		}
+	}()
 	seen := make(map[string]bool)
 	for _, raw := range names {
 		name := strings.ToLower(strings.TrimSpace(raw))
@@ -70,8 +86,18 @@ func FromNames(names []string, opts Options) ([]Sink, error) {
 				return nil, fmt.Errorf("sink %q: %w", name, err)
 			}
 			sinks = append(sinks, h)
-		case NameAMQP, NameCelery:
-			return nil, fmt.Errorf("sink %q: %w", name, ErrNotAvailable)
+		case NameAMQP:
+			a, err := NewAMQP(opts.Broker, opts.AMQP)
+			if err != nil {
+				return nil, fmt.Errorf("sink %q: %w", name, err)
+			}
+			sinks = append(sinks, a)
+		case NameCelery:
+			c, err := NewCelery(opts.Broker, opts.Celery)
+			if err != nil {
+				return nil, fmt.Errorf("sink %q: %w", name, err)
+			}
+			sinks = append(sinks, c)
 		default:
 			return nil, fmt.Errorf("sink %q: unknown (known: %s, %s, %s, %s)", raw, NameLog, NameHTTP, NameAMQP, NameCelery)
 		}

@@ -1,0 +1,26 @@
+package e2e
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestSIGTERM_WorkerExitsPromptly(t *testing.T) {
+	b := setup(t, options{})
+	const key = "5511999990013"
+	b.send(key, msgText(key, 0))
+	b.waitDelivered(10 * time.Second) // the worker has worked, and is idle again
+
+	const prompt = 5 * time.Second
+	for _, p := range []*proc{b.workers[0], b.api} {
+		code, took, err := p.terminate(stopTimeout)
+		require.NoError(t, err)
+		assert.Equal(t, 0, code, "%s exit status after SIGTERM", p.name)
+		assert.Less(t, took, prompt, "%s took too long to exit", p.name)
+		t.Logf("%s exited %d, %s after SIGTERM", p.name, code, took.Round(time.Millisecond))
+	}
+	assertExactlyOnce(t, b.sentSoFar(), b.recv.accepted())
+}

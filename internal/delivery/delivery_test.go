@@ -1,0 +1,150 @@
+package delivery_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lullhq/lull/internal/backoff"
+	"github.com/lullhq/lull/internal/batch"
+	"github.com/lullhq/lull/internal/buffer"
+	"github.com/lullhq/lull/internal/delivery"
+	"github.com/lullhq/lull/internal/sink"
+	"github.com/lullhq/lull/internal/testenv"
+)
+
+// scripted is a sink that fails as told and records what it was given.
+type scripted struct {
+	mu       sync.Mutex
+	fail     func(attempt int) error
+	received []batch.Batch
+}
+
+func (s *scripted) Name() string { return "scripted" }
+
+func (s *scripted) Deliver(_ context.Context, b batch.Batch, _ []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.received = append(s.received, b)
+	if s.fail != nil {
+		return s.fail(b.Attempt)
+	}
+	return nil
+}
+
+func (s *scripted) got() []batch.Batch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]batch.Batch(nil), s.received...)
+}
+
+type testBundle struct {
+	buf  *buffer.Buffer
+	sink *scripted
+}
+
+func setup(t *testing.T, fail func(int) error) testBundle {
+	t.Helper()
+	t.Parallel()
+	ns := testenv.Namespace(t, "delivery")
+	client := testenv.Redis(t, ns)
+	buf := buffer.New(client, ns, buffer.Options{
+		QuietWindow: time.Millisecond, MaxWait: time.Minute, MaxMessages: 100,
+		DedupeWindow: time.Hour, TTL: time.Hour, Lease: 3 * time.Second,
+	})
+	return testBundle{buf: buf, sink: &scripted{fail: fail}}
+}
+
+// claim buffers one message for key and claims it.
+func (tb testBundle) claim(t *testing.T, key string) buffer.Claim {
+	t.Helper()
+	ctx := context.Background()
+	_, err := tb.buf.Append(ctx, key, "m1", []byte(`{"id":"m1","text":"oi","received_at":"2026-11-25T20:00:00.000Z"}`), false)
+	require.NoError(t, err)
+	var c buffer.Claim
+	require.Eventually(t, func() bool {
+		var why buffer.FlushResult
+		c, why, err = tb.buf.Flush(ctx, key, "", "w1")
+		require.NoError(t, err)
+		return why == ""
+	}, 2*time.Second, 5*time.Millisecond)
+	return c
+}
+
+func (tb testBundle) deliverer(maxAttempts int) *delivery.Deliverer {
+	return delivery.New(tb.buf, delivery.Options{
+		Sinks:       []sink.Sink{tb.sink},
+		Retry:       backoff.Policy{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond},
+		MaxAttempts: maxAttempts,
+	})
+}
+
+func TestDeliver_RetriesThenCommits(t *testing.T) {
+	tb := setup(t, func(attempt int) error {
+		if attempt < 3 {
+			return errors.New("receiver down")
+		}
+		return nil
+	})
+	c := tb.claim(t, "u1")
+	d := tb.deliverer(10)
+	d.Deliver(context.Background(), c)
+	d.Wait()
+	got := tb.sink.got()
+	require.Len(t, got, 3)
+	for i, b := range got {
+		require.Equal(t, batch.ID("u1", c.Generation), b.BatchID, "every attempt is the same batch")
+		require.Equal(t, i+1, b.Attempt)
+	}
+	_, err := tb.buf.Commit(context.Background(), c)
+	require.ErrorIs(t, err, buffer.ErrLost, "committed after the successful attempt")
+}
+
+func TestDeliver_PermanentFailureIsDeadLetteredAtOnce(t *testing.T) {
+	tb := setup(t, func(int) error { return sink.Permanent(errors.New("status 400")) })
+	c := tb.claim(t, "u1")
+	d := tb.deliverer(10)
+	d.Deliver(context.Background(), c)
+	d.Wait()
+	require.Len(t, tb.sink.got(), 1)
+	dead, err := tb.buf.DeadLetters(context.Background())
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	require.Contains(t, dead[0].Error, "status 400")
+}
+
+func TestDeliver_DeadLetteredAfterMaxAttempts(t *testing.T) {
+	tb := setup(t, func(int) error { return errors.New("status 503") })
+	c := tb.claim(t, "u1")
+	d := tb.deliverer(4)
+	d.Deliver(context.Background(), c)
+	d.Wait()
+	require.Len(t, tb.sink.got(), 4)
+	dead, err := tb.buf.DeadLetters(context.Background())
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	require.Equal(t, 4, dead[0].Batch.Attempt)
+}
+
+func TestDeliver_ShutdownReleasesTheBatch(t *testing.T) {
+	tb := setup(t, func(int) error { return errors.New("receiver down") })
+	c := tb.claim(t, "u1")
+	d := delivery.New(tb.buf, delivery.Options{
+		Sinks:       []sink.Sink{tb.sink},
+		Retry:       backoff.Policy{Min: time.Hour, Max: time.Hour}, // parks in backoff
+		MaxAttempts: 10,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	d.Deliver(ctx, c)
+	require.Eventually(t, func() bool { return len(tb.sink.got()) == 1 }, 2*time.Second, 5*time.Millisecond)
+	cancel()
+	d.Wait()
+	again, ok, err := tb.buf.Reclaim(context.Background(), "u1", "w2")
+	require.NoError(t, err)
+	require.True(t, ok, "released at shutdown: another worker takes it without waiting for the lease")
+	require.Equal(t, c.Generation, again.Generation)
+}

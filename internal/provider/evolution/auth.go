@@ -1,0 +1,141 @@
+package evolution
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// ErrAuth means a webhook request failed the configured authentication.
+var ErrAuth = errors.New("evolution: unauthorized")
+
+// Leeway is the clock skew allowed when checking a JWT's exp and nbf.
+const Leeway = 30 * time.Second
+
+// Auth is the optional authentication of Evolution's webhooks
+// (webhook-formats.md §2.2): a static header configured on the instance's
+// webhook (EVOLUTION_HEADER), and/or the JWT Evolution sends as
+// "Authorization: Bearer …" when the webhook's headers hold a jwt_key
+// (EVOLUTION_JWT_KEY). The zero Auth accepts everything.
+type Auth struct {
+	HeaderName  string
+	HeaderValue string
+	JWTKey      []byte
+}
+
+// ParseHeader reads EVOLUTION_HEADER, "Name: value".
+func ParseHeader(s string) (name, value string, err error) {
+	name, value, ok := strings.Cut(s, ":")
+	name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+	if !ok || name == "" || value == "" {
+		return "", "", fmt.Errorf("evolution header %q: must be \"Name: value\"", s)
+	}
+	return name, value, nil
+}
+
+// Enabled reports whether any check is configured.
+func (a Auth) Enabled() bool { return a.HeaderName != "" || len(a.JWTKey) > 0 }
+
+// Verify checks a request's headers (header looks one up by name) at time
+// now. Both checks must pass when both are configured.
+func (a Auth) Verify(header func(name string) string, now time.Time) error {
+	if a.HeaderName != "" {
+		got := header(a.HeaderName)
+		if subtle.ConstantTimeCompare([]byte(got), []byte(a.HeaderValue)) != 1 {
+			return fmt.Errorf("%w: header %s is missing or wrong", ErrAuth, a.HeaderName)
+		}
+	}
+	if len(a.JWTKey) > 0 {
+		token, ok := strings.CutPrefix(header("Authorization"), "Bearer ")
+		if !ok {
+			return fmt.Errorf("%w: Authorization: Bearer <JWT> is missing", ErrAuth)
+		}
+		if err := VerifyJWT(strings.TrimSpace(token), a.JWTKey, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// VerifyJWT checks an HS256 JSON Web Token signed with key: the header must
+// say alg HS256 (nothing else is accepted, "none" included), the signature
+// must match (constant-time), and exp and nbf, when present, must hold at
+// now give or take Leeway.
+func VerifyJWT(token string, key []byte, now time.Time) error {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return fmt.Errorf("%w: JWT must have three parts", ErrAuth)
+	}
+	var header struct {
+		Alg string `json:"alg"`
+	}
+	if err := decodePart(parts[0], &header); err != nil {
+		return fmt.Errorf("%w: JWT header: %v", ErrAuth, err)
+	}
+	if header.Alg != "HS256" {
+		return fmt.Errorf("%w: JWT alg %q is not HS256", ErrAuth, header.Alg)
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return fmt.Errorf("%w: JWT signature is not base64url", ErrAuth)
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(parts[0] + "." + parts[1]))
+	if !hmac.Equal(sig, mac.Sum(nil)) {
+		return fmt.Errorf("%w: JWT signature does not match", ErrAuth)
+	}
+	var claims struct {
+		Exp *float64 `json:"exp"`
+		Nbf *float64 `json:"nbf"`
+	}
+	if err := decodePart(parts[1], &claims); err != nil {
+		return fmt.Errorf("%w: JWT claims: %v", ErrAuth, err)
+	}
+	if claims.Exp != nil && now.After(unix(*claims.Exp).Add(Leeway)) {
+		return fmt.Errorf("%w: JWT expired", ErrAuth)
+	}
+	if claims.Nbf != nil && now.Add(Leeway).Before(unix(*claims.Nbf)) {
+		return fmt.Errorf("%w: JWT not valid yet", ErrAuth)
+	}
+	return nil
+}
+
+// SignJWT makes the token Evolution would send (tests and tools).
+func SignJWT(claims map[string]any, key []byte) (string, error) {
+	body, err := json.Marshal(claims)
+	if err != nil {
+		return "", fmt.Errorf("sign JWT: %w", err)
+	}
+	unsigned := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." +
+		base64.RawURLEncoding.EncodeToString(body)
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(unsigned))
+	return unsigned + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil)), nil
+}
+
+func decodePart(part string, v any) error {
+	b, err := base64.RawURLEncoding.DecodeString(part)
+	if err != nil {
+		return errors.New("not base64url")
+	}
+	if len(b) == 0 || b[0] != '{' || json.Unmarshal(b, v) != nil {
+		return errors.New("not a JSON object with the expected types")
+	}
+	return nil
+}
+
+// unix turns NumericDate seconds into a time, saturating far outside the
+// range any token uses.
+func unix(sec float64) time.Time {
+	const limit = 1 << 40
+	sec = math.Max(-limit, math.Min(limit, sec))
+	whole, frac := math.Modf(sec)
+	return time.Unix(int64(whole), int64(frac*1e9))
+}

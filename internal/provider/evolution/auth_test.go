@@ -1,0 +1,121 @@
+package evolution_test
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lullhq/lull/internal/provider/evolution"
+)
+
+var (
+	jwtKey = []byte("test_jwt_key")
+	now    = time.Unix(1700000000, 0)
+)
+
+// The claims Evolution signs (webhook-formats.md §2.2).
+func evolutionClaims(iat int64) map[string]any {
+	return map[string]any{"iat": iat, "exp": iat + 600, "app": "evolution", "action": "webhook"}
+}
+
+func sign(t *testing.T, claims map[string]any, key []byte) string {
+	t.Helper()
+	tok, err := evolution.SignJWT(claims, key)
+	require.NoError(t, err)
+	return tok
+}
+
+// A token made by hand from RFC 7519's algorithm, independent of SignJWT:
+// header {"alg":"HS256","typ":"JWT"}, claims {"iat":1700000000,"exp":1700000600,
+// "app":"evolution","action":"webhook"}, HMAC-SHA256 under "test_jwt_key"
+// (computed with Python's hmac).
+const knownToken = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." +
+	"eyJpYXQiOjE3MDAwMDAwMDAsImV4cCI6MTcwMDAwMDYwMCwiYXBwIjoiZXZvbHV0aW9uIiwiYWN0aW9uIjoid2ViaG9vayJ9." +
+	"hGkKwaXcjRHB9ws_-dAijXEcNcHekoB0_mmKmCDUJbE"
+
+func TestVerifyJWT(t *testing.T) {
+	t.Parallel()
+	valid := sign(t, evolutionClaims(now.Unix()), jwtKey)
+	parts := strings.Split(valid, ".")
+	none := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none"}`)) + "." + parts[1] + "."
+	hs512 := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS512","typ":"JWT"}`)) + "." + parts[1] + "." + parts[2]
+	tests := []struct {
+		name  string
+		token string
+		at    time.Time
+		ok    bool
+	}{
+		{"known-good vector", knownToken, now, true},
+		{"fresh", valid, now, true},
+		{"just before exp", valid, now.Add(600 * time.Second), true},
+		{"within the leeway", valid, now.Add(600*time.Second + evolution.Leeway), true},
+		{"expired", valid, now.Add(600*time.Second + evolution.Leeway + time.Second), false},
+		{"no exp", sign(t, map[string]any{"app": "evolution"}, jwtKey), now.Add(1000 * time.Hour), true},
+		{"not yet valid", sign(t, map[string]any{"nbf": now.Unix() + 3600}, jwtKey), now, false},
+		{"wrong key", sign(t, evolutionClaims(now.Unix()), []byte("other")), now, false},
+		{"tampered claims", parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"exp":9999999999}`)) + "." + parts[2], now, false},
+		{"alg none", none, now, false},
+		{"alg HS512", hs512, now, false},
+		{"two parts", parts[0] + "." + parts[1], now, false},
+		{"empty", "", now, false},
+		{"signature not base64url", parts[0] + "." + parts[1] + ".***", now, false},
+		{"exp not a number", sign(t, map[string]any{"exp": "tomorrow"}, jwtKey), now, false},
+		{"claims not an object", sign(t, nil, jwtKey), now, false},
+	}
+	for _, tt := range tests {
+		err := evolution.VerifyJWT(tt.token, jwtKey, tt.at)
+		if tt.ok {
+			require.NoError(t, err, tt.name)
+		} else {
+			require.ErrorIs(t, err, evolution.ErrAuth, tt.name)
+		}
+	}
+}
+
+func TestAuth_Verify(t *testing.T) {
+	t.Parallel()
+	token := sign(t, evolutionClaims(now.Unix()), jwtKey)
+	headers := func(h map[string]string) func(string) string {
+		return func(k string) string { return h[k] }
+	}
+	both := evolution.Auth{HeaderName: "X-Lull-Token", HeaderValue: "s3cret", JWTKey: jwtKey}
+	tests := []struct {
+		name string
+		auth evolution.Auth
+		h    map[string]string
+		ok   bool
+	}{
+		{"nothing configured accepts", evolution.Auth{}, nil, true},
+		{"header matches", evolution.Auth{HeaderName: "X-Lull-Token", HeaderValue: "s3cret"}, map[string]string{"X-Lull-Token": "s3cret"}, true},
+		{"header wrong", evolution.Auth{HeaderName: "X-Lull-Token", HeaderValue: "s3cret"}, map[string]string{"X-Lull-Token": "s3cre"}, false},
+		{"header missing", evolution.Auth{HeaderName: "X-Lull-Token", HeaderValue: "s3cret"}, nil, false},
+		{"bearer JWT", evolution.Auth{JWTKey: jwtKey}, map[string]string{"Authorization": "Bearer " + token}, true},
+		{"JWT without Bearer", evolution.Auth{JWTKey: jwtKey}, map[string]string{"Authorization": token}, false},
+		{"JWT missing", evolution.Auth{JWTKey: jwtKey}, nil, false},
+		{"both pass", both, map[string]string{"X-Lull-Token": "s3cret", "Authorization": "Bearer " + token}, true},
+		{"both configured, JWT missing", both, map[string]string{"X-Lull-Token": "s3cret"}, false},
+	}
+	for _, tt := range tests {
+		err := tt.auth.Verify(headers(tt.h), now)
+		if tt.ok {
+			require.NoError(t, err, tt.name)
+		} else {
+			require.ErrorIs(t, err, evolution.ErrAuth, tt.name)
+		}
+	}
+}
+
+func TestParseHeader(t *testing.T) {
+	t.Parallel()
+	name, value, err := evolution.ParseHeader(" X-Lull-Token :  a:b ")
+	require.NoError(t, err)
+	require.Equal(t, "X-Lull-Token", name)
+	require.Equal(t, "a:b", value)
+	for _, bad := range []string{"", "novalue", ":v", "n:"} {
+		_, _, err := evolution.ParseHeader(bad)
+		require.Error(t, err, bad)
+	}
+}

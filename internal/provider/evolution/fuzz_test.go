@@ -1,0 +1,45 @@
+package evolution_test
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"strings"
+	"testing"
+
+	"github.com/lullhq/lull/internal/provider/evolution"
+	"github.com/lullhq/lull/internal/provider/providertest"
+)
+
+func FuzzParseEvolution(f *testing.F) {
+	for _, body := range providertest.Fixtures(f, "*.json") {
+		f.Add(body)
+	}
+	f.Add([]byte(`{"event":"messages.upsert","instance":1,"data":{"key":{"id":2,"remoteJid":3},"messageTimestamp":{"low":-1,"high":-1}}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		res, err := evolution.Parse(body, providertest.Received)
+		providertest.CheckResult(t, res, err)
+	})
+}
+
+func FuzzVerifyJWT(f *testing.F) {
+	f.Add(knownToken, "test_jwt_key")
+	f.Add("eyJhbGciOiJub25lIn0.e30.", "")
+	f.Add("a.b.c", "k")
+	f.Fuzz(func(t *testing.T, token, key string) {
+		if evolution.VerifyJWT(token, []byte(key), now) != nil {
+			return
+		}
+		// Accepted: it must be an HS256 token signed with key.
+		parts := strings.Split(token, ".")
+		if len(parts) != 3 {
+			t.Fatalf("accepted a token without three parts: %q", token)
+		}
+		mac := hmac.New(sha256.New, []byte(key))
+		mac.Write([]byte(parts[0] + "." + parts[1]))
+		sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+		if err != nil || !hmac.Equal(sig, mac.Sum(nil)) {
+			t.Fatalf("accepted a token whose signature is not the HMAC: %q", token)
+		}
+	})
+}

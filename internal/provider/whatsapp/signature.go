@@ -1,0 +1,72 @@
+package whatsapp
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// SignatureHeader is the header Meta signs every POST with.
+const SignatureHeader = "X-Hub-Signature-256"
+
+// ErrSignature means a POST is not signed with a known app secret.
+var ErrSignature = errors.New("whatsapp: invalid signature")
+
+// ErrVerifyToken means a GET handshake is refused.
+var ErrVerifyToken = errors.New("whatsapp: verification refused")
+
+// Sign is the X-Hub-Signature-256 value of body under an app secret:
+// "sha256=" + lowercase hex HMAC-SHA256(secret, body).
+func Sign(secret string, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// VerifySignature checks header (X-Hub-Signature-256) against the raw body,
+// exactly as received, under each app secret in turn (several Meta apps may
+// share one callback URL). The comparison is constant-time.
+func VerifySignature(body []byte, header string, secrets ...string) error {
+	if header == "" {
+		return fmt.Errorf("%w: %s is missing", ErrSignature, SignatureHeader)
+	}
+	hexSum, ok := strings.CutPrefix(strings.TrimSpace(header), "sha256=")
+	if !ok {
+		return fmt.Errorf("%w: %s must start with sha256=", ErrSignature, SignatureHeader)
+	}
+	got, err := hex.DecodeString(hexSum)
+	if err != nil || len(got) != sha256.Size {
+		return fmt.Errorf("%w: %s is not a hex SHA-256", ErrSignature, SignatureHeader)
+	}
+	for _, secret := range secrets {
+		if secret == "" {
+			continue
+		}
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write(body)
+		if hmac.Equal(mac.Sum(nil), got) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s does not match the body", ErrSignature, SignatureHeader)
+}
+
+// VerifyChallenge answers Meta's GET handshake: it returns challenge, to be
+// sent back verbatim, when mode is "subscribe" and token equals want
+// (constant-time). An empty want refuses every handshake.
+func VerifyChallenge(mode, token, challenge, want string) (string, error) {
+	if want == "" {
+		return "", fmt.Errorf("%w: no verify token is configured", ErrVerifyToken)
+	}
+	if mode != "subscribe" {
+		return "", fmt.Errorf("%w: hub.mode must be subscribe", ErrVerifyToken)
+	}
+	if subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1 {
+		return "", fmt.Errorf("%w: hub.verify_token does not match", ErrVerifyToken)
+	}
+	return challenge, nil
+}
