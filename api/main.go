@@ -17,6 +17,7 @@ import (
 	"github.com/lullhq/lull/internal/buffer"
 	"github.com/lullhq/lull/internal/config"
 	"github.com/lullhq/lull/internal/httpapi"
+	"github.com/lullhq/lull/internal/ingest"
 	"github.com/lullhq/lull/internal/queue"
 	"github.com/lullhq/lull/internal/redisconn"
 )
@@ -62,14 +63,28 @@ func run() int {
 		return (*c).Do(ctx, (*c).B().Ping().Build()).Error()
 	}
 
+	rules, err := ingest.ParseRules(cfg.ImmediateFlush) // validated by config.Load
+	if err != nil {
+		log.Error("IMMEDIATE_FLUSH", "err", err)
+		return 2
+	}
 	app := httpapi.New(httpapi.Options{
 		Publisher:      publisher,
 		RedisPing:      ping,
 		BodyLimit:      cfg.BodyLimit,
 		PublishTimeout: cfg.PublishTimeout,
 		Logger:         log,
+		Rules:          rules,
 		AdminToken:     cfg.AdminToken,
 		Admin:          dead,
+		Providers: httpapi.ProviderOptions{
+			WhatsAppVerifyToken: cfg.WhatsAppVerifyToken,
+			WhatsAppAppSecret:   cfg.WhatsAppAppSecret,
+			EvolutionJWTKey:     cfg.EvolutionJWTKey,
+			EvolutionHeader:     cfg.EvolutionHeader,
+			TwilioAuthToken:     cfg.TwilioAuthToken,
+			PublicURL:           cfg.PublicURL,
+		},
 	})
 	served := make(chan error, 1)
 	go func() { served <- app.Listen(cfg.HTTPAddr) }()
@@ -86,7 +101,9 @@ func run() int {
 	// Shutdown, in order: stop accepting and let requests under way finish
 	// (each waits for its publisher confirm) → close the publisher → Redis.
 	log.Info("shutting down")
-	if err := app.ShutdownWithTimeout(cfg.ShutdownTimeout); err != nil {
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancelDrain()
+	if err := app.Drain(drainCtx); err != nil {
 		log.Warn("http shutdown", "err", err)
 	}
 	closeCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)

@@ -16,7 +16,7 @@ import (
 )
 
 func TestBurst_BecomesOneBatchInSendOrder(t *testing.T) {
-	b := setup(t, options{})
+	b := setup(t, options{QuietWindow: burstWindow})
 	const key = "5511999990001"
 	for i := range 5 {
 		if i > 0 {
@@ -66,7 +66,7 @@ func TestBurst_BecomesOneBatchInSendOrder(t *testing.T) {
 }
 
 func TestTwoBursts_SecondHoldsNoMessageOfFirst(t *testing.T) {
-	b := setup(t, options{})
+	b := setup(t, options{QuietWindow: burstWindow})
 	const key = "5511999990002"
 	for i := range 3 {
 		b.send(key, msgText(key, i))
@@ -92,8 +92,7 @@ func TestTwoBursts_SecondHoldsNoMessageOfFirst(t *testing.T) {
 }
 
 func TestSameMillisecond_FiftyConcurrentPostsOneBatch(t *testing.T) {
-	// A longer window: the 50 POSTs must land within it even on a busy machine.
-	b := setup(t, options{QuietWindow: time.Second})
+	b := setup(t, options{QuietWindow: burstWindow})
 	const key = "5511999990003"
 	const n = 50
 	start := make(chan struct{})
@@ -125,7 +124,7 @@ func TestSameMillisecond_FiftyConcurrentPostsOneBatch(t *testing.T) {
 }
 
 func TestManyUsers_NoBatchMixesUsers(t *testing.T) {
-	b := setup(t, options{QuietWindow: time.Second})
+	b := setup(t, options{QuietWindow: burstWindow})
 	const users, each = 100, 5
 	var wg sync.WaitGroup
 	for u := range users {
@@ -191,7 +190,7 @@ func TestNeverPausing_FlushedAtMaxWait(t *testing.T) {
 		// Claimed by MAX_WAIT after its first message, give or take the
 		// machine's load (the benchmark measures lateness properly).
 		held := parseTime(t, bt.FlushedAt).Sub(parseTime(t, bt.FirstAt))
-		assert.LessOrEqual(t, held, maxWait+250*time.Millisecond, "batch %s held longer than MAX_WAIT", bt.BatchID)
+		assert.LessOrEqual(t, held, maxWait+500*time.Millisecond, "batch %s held longer than MAX_WAIT", bt.BatchID)
 		if i < len(got)-1 {
 			assert.Equal(t, batch.ReasonMaxWait, bt.Reason, "batch %s: the user never paused", bt.BatchID)
 		}
@@ -223,7 +222,7 @@ func TestMaxBatchMessages_FlushesAtOnce(t *testing.T) {
 
 func TestMaxBatchMessages_CapsEveryBatch(t *testing.T) {
 	const maxMessages, n = 5, 50
-	b := setup(t, options{MaxBatchMessages: maxMessages, QuietWindow: time.Second})
+	b := setup(t, options{MaxBatchMessages: maxMessages, QuietWindow: burstWindow})
 	const key = "5511999990016"
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -250,7 +249,7 @@ func TestMaxBatchMessages_CapsEveryBatch(t *testing.T) {
 }
 
 func TestDuplicateMessageID_StoredOnce(t *testing.T) {
-	b := setup(t, options{})
+	b := setup(t, options{QuietWindow: burstWindow})
 	const key = "5511999990007"
 	dup := map[string]any{"message_id": "wamid.dup-1"}
 	require.Equal(t, http.StatusAccepted, b.post(key, "hello", dup))

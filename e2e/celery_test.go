@@ -60,6 +60,7 @@ func (b *bundle) startCelery(celeryQueue, file string) {
 		"CELERY_TASK="+sink.DefaultCeleryTask,
 		"LULL_BATCHES_FILE="+file,
 		"PYTHONUNBUFFERED=1",
+		"PYTHONDONTWRITEBYTECODE=1", // no __pycache__ in examples/
 	)
 	out := &lineWriter{emit: func(line string) { b.logProcess("celery", line) }}
 	cmd.Stdout, cmd.Stderr = out, out

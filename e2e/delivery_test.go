@@ -15,7 +15,7 @@ import (
 )
 
 func TestTwoWorkers_NeverDeliverTheSameBatchTwice(t *testing.T) {
-	b := setup(t, options{Workers: 2, QuietWindow: time.Second})
+	b := setup(t, options{Workers: 2, QuietWindow: burstWindow})
 	const users, each, senders = 200, 3, 50
 	keys := make(chan string, users)
 	for u := range users {
@@ -51,7 +51,7 @@ func TestTwoWorkers_NeverDeliverTheSameBatchTwice(t *testing.T) {
 
 func TestReceiverFailing_RetriedUntilDelivered(t *testing.T) {
 	const failures = 3
-	b := setup(t, options{Receiver: receiverOptions{FailFirst: failures}})
+	b := setup(t, options{QuietWindow: burstWindow, Receiver: receiverOptions{FailFirst: failures}})
 	const key = "5511999990010"
 	for i := range 2 {
 		b.send(key, msgText(key, i))
@@ -94,7 +94,7 @@ func TestSignature_WhenSecretSet(t *testing.T) {
 }
 
 func TestWorkerKilled_BatchRedrivenByAnother(t *testing.T) {
-	b := setup(t, options{Receiver: receiverOptions{HoldFirst: true}})
+	b := setup(t, options{QuietWindow: burstWindow, Receiver: receiverOptions{HoldFirst: true}})
 	const key = "5511999990012"
 	for i := range 3 {
 		b.send(key, msgText(key, i))
@@ -124,7 +124,7 @@ func TestWorkerKilled_BatchRedrivenByAnother(t *testing.T) {
 }
 
 func TestWorkerSIGTERM_HandsItsBatchToAnother(t *testing.T) {
-	b := setup(t, options{Receiver: receiverOptions{HoldFirst: true}})
+	b := setup(t, options{QuietWindow: burstWindow, Receiver: receiverOptions{HoldFirst: true}})
 	const key = "5511999990014"
 	for i := range 3 {
 		b.send(key, msgText(key, i))

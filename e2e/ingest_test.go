@@ -70,7 +70,7 @@ func TestInvalidRequests_StoreNothing(t *testing.T) {
 }
 
 func TestProviderTimestamps_OrderTheBatch(t *testing.T) {
-	b := setup(t, options{})
+	b := setup(t, options{QuietWindow: burstWindow})
 	const key = "5511999990015"
 	base := time.Now().Add(-time.Minute).Truncate(time.Second)
 	sends := []struct {
@@ -101,7 +101,7 @@ func TestProviderTimestamps_OrderTheBatch(t *testing.T) {
 }
 
 func TestNumericUniqueID_SameConversationAsString(t *testing.T) {
-	b := setup(t, options{})
+	b := setup(t, options{QuietWindow: burstWindow})
 	require.Equal(t, http.StatusAccepted, b.post("5511999990017", "as a string", nil))
 	status, answer := b.postRaw("application/json", []byte(`{"unique_id": 5511999990017, "message": "as a number"}`))
 	require.Equal(t, http.StatusAccepted, status, "answer %s", answer)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"mime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -43,6 +44,11 @@ type Options struct {
 	Admin      Admin
 }
 
+// ProviderBodyLimit is the least body size the provider endpoints accept,
+// whatever BODY_LIMIT says: Meta batches up to 3 MB in one POST, and answers
+// anything but 200 with retries for days.
+const ProviderBodyLimit = 4 << 20
+
 // RetryAfterSeconds is what a 503 asks the sender to wait.
 const RetryAfterSeconds = "2"
 
@@ -51,8 +57,15 @@ var (
 	errUnavailable      = errors.New("broker unavailable, retry later")
 )
 
+// Server is the Fiber app, with the count of requests under way that a
+// shutdown waits for.
+type Server struct {
+	*fiber.App
+	inflight atomic.Int64
+}
+
 // New builds the Fiber app.
-func New(opts Options) *fiber.App {
+func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -61,21 +74,55 @@ func New(opts Options) *fiber.App {
 	}
 	app := fiber.New(fiber.Config{
 		AppName:               "lull",
-		BodyLimit:             opts.BodyLimit,
+		BodyLimit:             max(opts.BodyLimit, ProviderBodyLimit),
 		ReadTimeout:           10 * time.Second,
 		WriteTimeout:          10 * time.Second,
 		IdleTimeout:           60 * time.Second,
 		DisableStartupMessage: true,
 		ErrorHandler:          errorHandler(opts.Logger),
 	})
-	app.Use(recover.New())
+	srv := &Server{App: app}
+	app.Use(recover.New(), func(c *fiber.Ctx) error {
+		srv.inflight.Add(1)
+		defer srv.inflight.Add(-1)
+		return c.Next()
+	})
 	h := &handlers{opts: opts}
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	app.Get("/readyz", h.ready)
 	app.Post("/webhook", h.generic)
 	h.providers(app)
 	h.admin(app)
-	return app
+	return srv
+}
+
+// Drain stops accepting connections and returns once every request under
+// way has been answered (each waits for its publisher confirm), or when ctx
+// ends. Unlike Fiber's Shutdown it does not wait for idle connections that
+// never send a request.
+func (s *Server) Drain(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- s.ShutdownWithContext(ctx) }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var idleSince time.Time
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case now := <-tick.C:
+			switch {
+			case s.inflight.Load() > 0:
+				idleSince = time.Time{}
+			case idleSince.IsZero():
+				idleSince = now
+			case now.Sub(idleSince) >= 200*time.Millisecond:
+				return nil
+			}
+		}
+	}
 }
 
 type handlers struct {
@@ -85,6 +132,9 @@ type handlers struct {
 func (h *handlers) generic(c *fiber.Ctx) error {
 	if err := requireJSON(c); err != nil {
 		return err
+	}
+	if len(c.Body()) > h.opts.BodyLimit {
+		return fiber.ErrRequestEntityTooLarge
 	}
 	env, err := ingest.ParseGeneric(c.Body(), h.opts.Now(), newID)
 	if err != nil {

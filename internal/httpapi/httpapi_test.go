@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gofiber/fiber/v2"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
@@ -74,7 +73,7 @@ func setup(t *testing.T, brokerURL string, mutate ...func(*httpapi.Options)) tes
 	}
 }
 
-func newApp(opts httpapi.Options, mutate ...func(*httpapi.Options)) *fiber.App {
+func newApp(opts httpapi.Options, mutate ...func(*httpapi.Options)) *httpapi.Server {
 	for _, m := range mutate {
 		m(&opts)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -185,14 +184,9 @@ func (m Meta) JSON() json.RawMessage {
 		// Only a payload value that is not valid JSON can get here, and
 		// those never leave json.Unmarshal; keep what still encodes.
 		safe := Meta{}
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			if _, err := json.Marshal(m[k]); err == nil {
-				safe[k] = m[k]
+		for k, v := range m {
+			if _, err := json.Marshal(v); err == nil {
+				safe[k] = v
 			}
 		}
 		if b, err = json.Marshal(map[string]any(safe)); err != nil {

@@ -47,7 +47,7 @@ type value struct {
 		DisplayPhoneNumber provider.Str `json:"display_phone_number"`
 		PhoneNumberID      provider.Str `json:"phone_number_id"`
 	} `json:"metadata"`
-	Contacts []contact        `json:"contacts"`
+	Contacts []contact         `json:"contacts"`
 	Messages []json.RawMessage `json:"messages"`
 	Statuses []json.RawMessage `json:"statuses"`
 	Errors   []json.RawMessage `json:"errors"`
