@@ -15,7 +15,7 @@ import (
 )
 
 // ProviderOptions configures the provider webhooks under /webhook/<provider>
-// (see internal/provider/README-providers.md).
+// (see the README, "Provider webhooks").
 type ProviderOptions struct {
 	// WhatsAppVerifyToken answers Meta's GET handshake (WHATSAPP_VERIFY_TOKEN).
 	// Empty: every handshake is refused (403).

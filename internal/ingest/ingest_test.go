@@ -188,3 +188,13 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParseGeneric(b *testing.B) {
+	body := []byte(`{"unique_id":"5511999990000","message":"queria saber do meu pedido","message_id":"wamid.HBgM","timestamp":1764100800,"metadata":{"name":"Ana"}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ingest.ParseGeneric(body, received, fixedID); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
