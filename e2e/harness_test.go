@@ -49,6 +49,9 @@ type options struct {
 	Secret           string            // CALLBACK_SECRET; the receiver verifies every signature
 	Env              map[string]string // extra variables for every process
 	Receiver         receiverOptions
+	// Serial keeps the test out of t.Parallel: it changes something every
+	// test shares (it restarts the broker), so nothing may run beside it.
+	Serial bool
 	// Bench keeps process output off the log (benchmarks always print
 	// their logs) unless the benchmark fails, and logs at info level.
 	Bench bool
@@ -78,7 +81,7 @@ type bundle struct {
 // the namespace's queues are deleted → its Redis keys are deleted.
 func setup(tb testing.TB, opts options) *bundle {
 	tb.Helper()
-	if t, ok := tb.(*testing.T); ok {
+	if t, ok := tb.(*testing.T); ok && !opts.Serial {
 		t.Parallel()
 	}
 	if opts.Workers == 0 {
@@ -108,8 +111,8 @@ func setup(tb testing.TB, opts options) *bundle {
 	})
 	broker, err := amqp.Dial(testenv.AMQPURL())
 	require.NoError(tb, err, "rabbitmq %s", testenv.AMQPURL())
-	tb.Cleanup(func() { _ = broker.Close() })
 	b.broker = broker
+	tb.Cleanup(func() { _ = b.broker.Close() }) // queueState may have redialled it
 	b.recv = newReceiver(tb, opts.Secret, opts.Receiver)
 	b.client = &http.Client{
 		Timeout:   10 * time.Second,
@@ -178,7 +181,15 @@ func (b *bundle) waitConsumers(n int) {
 }
 
 // queueState reads the inbound queue's ready message and consumer counts.
+// It redials the test's broker connection when a broker restart closed it.
 func (b *bundle) queueState() (messages, consumers int, err error) {
+	if b.broker.IsClosed() {
+		conn, err := amqp.Dial(testenv.AMQPURL())
+		if err != nil {
+			return 0, 0, err
+		}
+		b.broker = conn
+	}
 	ch, err := b.broker.Channel()
 	if err != nil {
 		return 0, 0, err

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,7 +20,18 @@ import (
 type receiverOptions struct {
 	FailFirst int  // answer 503 to the first FailFirst requests
 	HoldFirst bool // hold the first request open, unanswered, until its client goes away
+	// FailShare is the share (0 to 1) of requests answered 503, picked at
+	// random; the seed is logged.
+	FailShare float64
+	// Latency delays each 2xx answer by a random pause up to Latency, as a
+	// receiver doing real work would (a sender that goes away meanwhile
+	// still counts as delivered: the receiver took the batch).
+	Latency time.Duration
 }
+
+// statusDropped records a request whose connection the receiver closed
+// without answering (see setDown).
+const statusDropped = -1
 
 // delivery is one request the receiver got.
 type delivery struct {
@@ -45,12 +57,21 @@ type receiver struct {
 	mu       sync.Mutex
 	reqs     []delivery
 	problems []string // malformed requests: the test fails at its end
+	rng      *rand.Rand
+	down     bool            // setDown: every request fails
+	rejected map[string]bool // reject: keys whose batches get 400
+	holdNext chan struct{}   // armed by holdOne; closed when it held a request
 }
 
 // newReceiver starts a receiver that closes when tb ends and fails tb if any
 // request was not a well-formed, correctly signed batch.
 func newReceiver(tb testing.TB, secret string, opts receiverOptions) *receiver {
-	r := &receiver{secret: secret, opts: opts, held: make(chan struct{}), release: make(chan struct{})}
+	r := &receiver{secret: secret, opts: opts, held: make(chan struct{}), release: make(chan struct{}), rejected: map[string]bool{}}
+	if opts.FailShare > 0 {
+		seed := rand.Uint64()
+		tb.Logf("receiver: answering 503 to %.0f%% of requests (seed %d)", 100*opts.FailShare, seed)
+		r.rng = rand.New(rand.NewPCG(seed, seed))
+	}
 	r.srv = httptest.NewServer(r)
 	tb.Cleanup(func() {
 		close(r.release)
@@ -87,6 +108,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 	r.mu.Lock()
 	n := len(r.reqs)
+	held := r.held
 	switch {
 	case problem != "":
 		d.Status = http.StatusBadRequest
@@ -95,14 +117,38 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		d.Status = http.StatusServiceUnavailable
 	case n == 0 && r.opts.HoldFirst:
 		d.Status = 0
+	case r.rejected[d.Batch.Key]:
+		d.Status = http.StatusBadRequest
+	case r.down && n%2 == 0:
+		d.Status = http.StatusServiceUnavailable
+	case r.down:
+		d.Status = statusDropped
+	case r.holdNext != nil:
+		d.Status = 0
+		held, r.holdNext = r.holdNext, nil
+	case r.rng != nil && r.rng.Float64() < r.opts.FailShare:
+		d.Status = http.StatusServiceUnavailable
 	default:
 		d.Status = http.StatusOK
 	}
 	r.reqs = append(r.reqs, d)
 	r.mu.Unlock()
 
+	if d.Status == http.StatusOK && r.opts.Latency > 0 {
+		time.Sleep(rand.N(r.opts.Latency))
+	}
+
+	if d.Status == statusDropped {
+		// As if the receiver crashed: the connection closes, no answer.
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			_ = conn.Close()
+			return
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
 	if d.Status == 0 {
-		close(r.held)
+		close(held)
 		select {
 		case <-req.Context().Done(): // the sender went away
 		case <-r.release:
@@ -111,6 +157,40 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	w.WriteHeader(d.Status)
+}
+
+// setDown makes every request fail while down holds: every other one gets
+// 503, the rest have their connection closed unanswered.
+func (r *receiver) setDown(down bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.down = down
+}
+
+// reject answers 400 (a permanent failure) to every batch of keys, until
+// accept.
+func (r *receiver) reject(keys ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, k := range keys {
+		r.rejected[k] = true
+	}
+}
+
+// accept undoes reject for every key.
+func (r *receiver) accept() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.rejected)
+}
+
+// holdOne makes the receiver hold the next request it would accept open,
+// unanswered, until its client goes away; the channel closes when it does.
+func (r *receiver) holdOne() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.holdNext = make(chan struct{})
+	return r.holdNext
 }
 
 // all is every request so far, in arrival order.

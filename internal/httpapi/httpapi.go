@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"mime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,6 +55,7 @@ const RetryAfterSeconds = "2"
 
 var (
 	errUnsupportedMedia = errors.New("content type must be application/json")
+	errEncoding         = errors.New("compressed bodies are not accepted (Content-Encoding must be identity)")
 	errUnavailable      = errors.New("broker unavailable, retry later")
 )
 
@@ -86,7 +88,7 @@ func New(opts Options) *Server {
 		srv.inflight.Add(1)
 		defer srv.inflight.Add(-1)
 		return c.Next()
-	})
+	}, identityOnly)
 	h := &handlers{opts: opts}
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	app.Get("/readyz", h.ready)
@@ -133,10 +135,11 @@ func (h *handlers) generic(c *fiber.Ctx) error {
 	if err := requireJSON(c); err != nil {
 		return err
 	}
-	if len(c.Body()) > h.opts.BodyLimit {
+	body := c.Body()
+	if len(body) > h.opts.BodyLimit {
 		return fiber.ErrRequestEntityTooLarge
 	}
-	env, err := ingest.ParseGeneric(c.Body(), h.opts.Now(), newID)
+	env, err := ingest.ParseGeneric(body, h.opts.Now(), newID)
 	if err != nil {
 		return err
 	}
@@ -155,36 +158,59 @@ func (h *handlers) accept(c *fiber.Ctx, env ingest.Envelope) error {
 	})
 }
 
-// publish applies the immediate-flush rules to envs and makes them durable,
-// concurrently; it returns errUnavailable unless the broker confirmed every
-// one (a sender's retry is deduped by message id).
+// publish applies the immediate-flush rules to envs and makes them durable.
+// The envelopes of one conversation are published one after another, in
+// order, each after the previous one's confirm, so a provider batch keeps
+// its order in the queue; conversations go concurrently, a few at a time.
+// It returns errUnavailable unless the broker confirmed every one (a
+// sender's retry is deduped by message id).
 func (h *handlers) publish(ctx context.Context, envs []ingest.Envelope) error {
 	ctx, cancel := context.WithTimeout(ctx, h.opts.PublishTimeout)
 	defer cancel()
-	errs := make(chan error, len(envs))
+	var order []string
+	byKey := map[string][]ingest.Envelope{}
 	for _, env := range envs {
 		h.opts.Rules.Apply(&env)
+		if _, ok := byKey[env.Key]; !ok {
+			order = append(order, env.Key)
+		}
+		byKey[env.Key] = append(byKey[env.Key], env)
+	}
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, publishConcurrency)
+	for _, key := range order {
+		slots <- struct{}{}
+		wg.Add(1)
 		go func() {
-			body, err := env.Encode()
-			if err == nil {
-				err = h.opts.Publisher.Publish(ctx, env.Message.ID, body)
+			defer func() { <-slots; wg.Done() }()
+			for _, env := range byKey[key] {
+				if err := h.publishOne(ctx, env); err != nil {
+					failed.Store(true)
+					return
+				}
 			}
-			if err != nil {
-				h.opts.Logger.Warn("publish failed", "conversation", env.Key, "message_id", env.Message.ID, "err", err)
-			}
-			errs <- err
 		}()
 	}
-	failed := false
-	for range envs {
-		if err := <-errs; err != nil {
-			failed = true
-		}
-	}
-	if failed {
+	wg.Wait()
+	if failed.Load() {
 		return errUnavailable
 	}
 	return nil
+}
+
+// publishConcurrency bounds the conversations one request publishes at once.
+const publishConcurrency = 8
+
+func (h *handlers) publishOne(ctx context.Context, env ingest.Envelope) error {
+	body, err := env.Encode()
+	if err == nil {
+		err = h.opts.Publisher.Publish(ctx, env.Message.ID, body)
+	}
+	if err != nil {
+		h.opts.Logger.Warn("publish failed", "conversation", env.Key, "message_id", env.Message.ID, "err", err)
+	}
+	return err
 }
 
 func (h *handlers) ready(c *fiber.Ctx) error {
@@ -198,6 +224,16 @@ func (h *handlers) ready(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderRetryAfter, RetryAfterSeconds)
 	}
 	return c.Status(status).JSON(fiber.Map{"ready": broker && redis, "broker": broker, "redis": redis})
+}
+
+// identityOnly refuses compressed bodies: Fiber would inflate them without
+// a bound (BODY_LIMIT counts the compressed bytes), before any signature
+// check. No provider compresses its webhooks.
+func identityOnly(c *fiber.Ctx) error {
+	if ce := strings.TrimSpace(c.Get(fiber.HeaderContentEncoding)); ce != "" && !strings.EqualFold(ce, "identity") {
+		return errEncoding
+	}
+	return c.Next()
 }
 
 func requireJSON(c *fiber.Ctx) error {
@@ -223,6 +259,8 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 			status, body = fiber.StatusUnprocessableEntity, fiber.Map{"error": fe.Error(), "field": fe.Field}
 		case errors.Is(err, ingest.ErrMalformed):
 			status, body = fiber.StatusBadRequest, fiber.Map{"error": err.Error()}
+		case errors.Is(err, errEncoding):
+			status, body = fiber.StatusUnsupportedMediaType, fiber.Map{"error": err.Error()}
 		case errors.Is(err, errUnsupportedMedia):
 			status, body = fiber.StatusUnsupportedMediaType, fiber.Map{"error": err.Error()}
 		case errors.Is(err, errUnauthorized):

@@ -119,6 +119,14 @@ func (in *Intake) work(ctx context.Context, lane chan job) {
 // its delivery: ack once applied (or found a duplicate), requeue when
 // shutting down before that.
 func (in *Intake) process(ctx context.Context, j job) {
+	defer func() {
+		// A panic becomes a requeue: the quorum queue's delivery limit
+		// dead-letters a message that keeps failing.
+		if r := recover(); r != nil {
+			in.opts.Logger.Error("panic processing message, requeued", "conversation", j.env.Key, "message_id", j.env.Message.ID, "panic", r)
+			in.settle(j, j.s.Requeue)
+		}
+	}()
 	apply, err := in.applier(j.env)
 	if err != nil {
 		in.opts.Logger.Error("unencodable message dead-lettered", "conversation", j.env.Key, "message_id", j.env.Message.ID, "err", err)

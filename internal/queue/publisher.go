@@ -196,6 +196,11 @@ func (p *Publisher) PublishMessage(ctx context.Context, msg amqp.Publishing) err
 		return fmt.Errorf("publish %s: %w: %w", messageID, ErrUnavailable, err)
 	}
 	acked, err := dc.WaitContext(tctx)
+	if err != nil || !acked {
+		// A return that came for this message must not be taken for a
+		// later publish of the same id.
+		pc.takeReturned(messageID)
+	}
 	if err != nil {
 		return p.timeoutErr(ctx, messageID, "waiting for confirm")
 	}

@@ -46,21 +46,7 @@ func InboundTopology(ns string) Topology {
 // publish to the exchange comes back unroutable (ErrUnroutable).
 func FanoutTopology(exchange, queueName string) Topology {
 	return OnChannel(func(ch *amqp.Channel) error {
-		if err := ch.ExchangeDeclare(exchange, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
-			return fmt.Errorf("declare exchange %s: %w", exchange, err)
-		}
-		if queueName == "" {
-			return nil
-		}
-		if _, err := ch.QueueDeclare(queueName, true, false, false, false, amqp.Table{
-			amqp.QueueTypeArg: amqp.QueueTypeQuorum,
-		}); err != nil {
-			return fmt.Errorf("declare queue %s: %w", queueName, err)
-		}
-		if err := ch.QueueBind(queueName, "", exchange, false, nil); err != nil {
-			return fmt.Errorf("bind queue %s to %s: %w", queueName, exchange, err)
-		}
-		return nil
+		return declareFanout(ch, exchange, queueName)
 	})
 }
 

@@ -37,21 +37,33 @@ func DeadLetterExchange(ns string) string { return ns + ".inbound.dlx" }
 // dead-lettered messages wait for an operator.
 func DeadLetterQueue(ns string) string { return ns + ".inbound.dead" }
 
+// declareFanout declares exchange as a durable fanout exchange and, unless
+// queueName is empty, a durable quorum queue of that name bound to it.
+func declareFanout(ch *amqp.Channel, exchange, queueName string) error {
+	if err := ch.ExchangeDeclare(exchange, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange %s: %w", exchange, err)
+	}
+	if queueName == "" {
+		return nil
+	}
+	if _, err := ch.QueueDeclare(queueName, true, false, false, false, amqp.Table{
+		amqp.QueueTypeArg: amqp.QueueTypeQuorum,
+	}); err != nil {
+		return fmt.Errorf("declare queue %s: %w", queueName, err)
+	}
+	if err := ch.QueueBind(queueName, "", exchange, false, nil); err != nil {
+		return fmt.Errorf("bind queue %s to %s: %w", queueName, exchange, err)
+	}
+	return nil
+}
+
 // Declare declares the topology of namespace ns. It is idempotent; the
 // publisher and the consumer call it on every (re)connect. On error the
 // channel has been closed by the broker and must be discarded.
 func Declare(ch *amqp.Channel, ns string) error {
-	dlx, dead, inbound := DeadLetterExchange(ns), DeadLetterQueue(ns), InboundQueue(ns)
-	if err := ch.ExchangeDeclare(dlx, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("declare exchange %s: %w", dlx, err)
-	}
-	if _, err := ch.QueueDeclare(dead, true, false, false, false, amqp.Table{
-		amqp.QueueTypeArg: amqp.QueueTypeQuorum,
-	}); err != nil {
-		return fmt.Errorf("declare queue %s: %w", dead, err)
-	}
-	if err := ch.QueueBind(dead, "", dlx, false, nil); err != nil {
-		return fmt.Errorf("bind queue %s to %s: %w", dead, dlx, err)
+	dlx, inbound := DeadLetterExchange(ns), InboundQueue(ns)
+	if err := declareFanout(ch, dlx, DeadLetterQueue(ns)); err != nil {
+		return err
 	}
 	if _, err := ch.QueueDeclare(inbound, true, false, false, false, amqp.Table{
 		amqp.QueueTypeArg:        amqp.QueueTypeQuorum,

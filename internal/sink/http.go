@@ -3,9 +3,6 @@ package sink
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lullhq/lull/internal/batch"
+	"github.com/lullhq/lull/internal/hmacsig"
 )
 
 // HTTP request headers the http sink sends with every batch.
@@ -35,9 +33,6 @@ const maxRetryAfter = 24 * time.Hour
 // responseReadLimit is how much of a response body is read (for the error
 // message, and so the connection can be reused) before it is closed.
 const responseReadLimit = 4 << 10
-
-// signaturePrefix starts every X-Lull-Signature value.
-const signaturePrefix = "sha256="
 
 // HTTPOptions configures the http sink.
 type HTTPOptions struct {
@@ -60,7 +55,7 @@ type HTTPOptions struct {
 type HTTP struct {
 	url      string
 	redacted string
-	secret   []byte
+	secret   string
 	timeout  time.Duration
 	client   *http.Client
 }
@@ -94,7 +89,7 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 	return &HTTP{
 		url:      opts.URL,
 		redacted: u.Redacted(),
-		secret:   []byte(opts.Secret),
+		secret:   opts.Secret,
 		timeout:  timeout,
 		client:   &client,
 	}, nil
@@ -120,8 +115,8 @@ func (h *HTTP) Deliver(ctx context.Context, b batch.Batch, body []byte) error {
 	req.Header.Set(HeaderIdempotencyKey, b.BatchID)
 	req.Header.Set(HeaderBatchID, b.BatchID)
 	req.Header.Set(HeaderAttempt, strconv.Itoa(b.Attempt))
-	if len(h.secret) > 0 {
-		req.Header.Set(HeaderSignature, sign(h.secret, body))
+	if h.secret != "" {
+		req.Header.Set(HeaderSignature, Sign(h.secret, body))
 	}
 
 	resp, err := h.client.Do(req)
@@ -228,31 +223,12 @@ func validHeaderValue(v string) bool {
 // Sign returns the X-Lull-Signature value for body: "sha256=" followed by
 // the lowercase hex HMAC-SHA256 of body keyed with secret.
 func Sign(secret string, body []byte) string {
-	return sign([]byte(secret), body)
-}
-
-func sign(secret, body []byte) string {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write(body)
-	return signaturePrefix + hex.EncodeToString(mac.Sum(nil))
+	return hmacsig.Sign(secret, body)
 }
 
 // VerifySignature reports whether header is a valid X-Lull-Signature for
 // body under secret, comparing in constant time. An empty secret never
 // verifies.
 func VerifySignature(secret string, body []byte, header string) bool {
-	if secret == "" {
-		return false
-	}
-	hexSig, ok := strings.CutPrefix(strings.TrimSpace(header), signaturePrefix)
-	if !ok {
-		return false
-	}
-	got, err := hex.DecodeString(hexSig)
-	if err != nil {
-		return false
-	}
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write(body)
-	return hmac.Equal(got, mac.Sum(nil))
+	return hmacsig.Verify(body, header, secret) == nil
 }

@@ -34,12 +34,6 @@ const (
 	NameCelery = "celery"
 )
 
-// ErrNotAvailable was returned by FromNames for sinks not built yet.
-//
-// Deprecated: every sink named in SINKS is available; FromNames no longer
-// returns it.
-var ErrNotAvailable = errors.New("sink: not available yet")
-
 // Options configures the sinks FromNames builds.
 type Options struct {
 	// Log is where the log sink writes; nil means os.Stdout.

@@ -66,8 +66,9 @@ func (a Auth) Verify(header func(name string) string, now time.Time) error {
 
 // VerifyJWT checks an HS256 JSON Web Token signed with key: the header must
 // say alg HS256 (nothing else is accepted, "none" included), the signature
-// must match (constant-time), and exp and nbf, when present, must hold at
-// now give or take Leeway.
+// must match (constant-time), exp is required (Evolution always sets it,
+// ten minutes after issue; a token without one could be replayed forever)
+// and, like nbf when present, must hold at now give or take Leeway.
 func VerifyJWT(token string, key []byte, now time.Time) error {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
@@ -98,7 +99,10 @@ func VerifyJWT(token string, key []byte, now time.Time) error {
 	if err := decodePart(parts[1], &claims); err != nil {
 		return fmt.Errorf("%w: JWT claims: %v", ErrAuth, err)
 	}
-	if claims.Exp != nil && now.After(unix(*claims.Exp).Add(Leeway)) {
+	if claims.Exp == nil {
+		return fmt.Errorf("%w: JWT has no exp", ErrAuth)
+	}
+	if now.After(unix(*claims.Exp).Add(Leeway)) {
 		return fmt.Errorf("%w: JWT expired", ErrAuth)
 	}
 	if claims.Nbf != nil && now.Add(Leeway).Before(unix(*claims.Nbf)) {

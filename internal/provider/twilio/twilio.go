@@ -49,6 +49,12 @@ func Parse(form url.Values, receivedAt time.Time) (provider.Result, error) {
 			}
 		}
 	}
+	// A status callback (StatusCallback pointed here) reports on a message
+	// the business sent: it is no user message.
+	if st := strings.ToLower(firstOf(form, "MessageStatus", "SmsStatus")); st != "" && st != "received" {
+		res.Ignore("status")
+		return res, nil
+	}
 	sid := firstOf(form, "MessageSid", "SmsMessageSid", "SmsSid")
 	id, err := provider.ID("MessageSid", sid)
 	if err != nil {

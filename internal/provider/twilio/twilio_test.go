@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -101,4 +102,13 @@ func TestParse_Invalid(t *testing.T) {
 		require.True(t, errors.As(err, &fe), "%s: %v", tt.name, err)
 		require.Equal(t, tt.field, fe.Field, tt.name)
 	}
+}
+
+func TestParse_StatusCallbackIsIgnored(t *testing.T) {
+	form := url.Values{"MessageSid": {"SM1"}, "MessageStatus": {"delivered"}, "SmsStatus": {"delivered"},
+		"From": {"whatsapp:+15550001111"}, "To": {"whatsapp:+5511900000001"}}
+	res, err := twilio.Parse(form, time.Now())
+	require.NoError(t, err)
+	require.Empty(t, res.Envelopes, "a status callback is no user message")
+	require.Equal(t, 1, res.Ignored["status"])
 }
