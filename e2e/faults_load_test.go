@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,10 @@ type load struct {
 	retries atomic.Int64 // POSTs that repeated a message not yet accepted
 	gaveUp  atomic.Int64 // messages never accepted within RetryFor
 	senders sync.WaitGroup
+	stop    chan struct{} // closed when the test ends: senders quit
+
+	mu      sync.Mutex
+	refused map[int]int // answers that were not 2xx, by status (0 = no answer)
 }
 
 // planned is one message of the schedule.
@@ -111,13 +116,17 @@ func (b *bundle) startLoad(spec loadSpec) *load {
 	}
 	sort.SliceStable(plan, func(i, j int) bool { return plan[i].at < plan[j].at })
 
-	l := &load{spec: spec, total: len(plan), started: time.Now()}
+	l := &load{spec: spec, total: len(plan), started: time.Now(), refused: map[int]int{}, stop: make(chan struct{})}
+	// A test that ends early (it failed) stops its traffic first.
+	b.tb.Cleanup(func() { close(l.stop); l.senders.Wait() })
 	jobs := make(chan planned, len(plan))
 	go func() { // the schedule: pacing, not synchronisation
 		defer close(jobs)
 		for _, p := range plan {
-			if wait := time.Until(l.started.Add(p.at)); wait > 0 {
-				time.Sleep(wait)
+			select {
+			case <-time.After(time.Until(l.started.Add(p.at))):
+			case <-l.stop:
+				return
 			}
 			jobs <- p
 		}
@@ -127,7 +136,12 @@ func (b *bundle) startLoad(spec loadSpec) *load {
 		go func() {
 			defer l.senders.Done()
 			for p := range jobs {
-				l.send(b, p)
+				select {
+				case <-l.stop:
+					return
+				default:
+					l.send(b, p)
+				}
 			}
 		}()
 	}
@@ -144,6 +158,9 @@ func (l *load) send(b *bundle, p planned) {
 		if status/100 == 2 {
 			return
 		}
+		l.mu.Lock()
+		l.refused[status]++
+		l.mu.Unlock()
 		if status/100 == 4 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests {
 			l.gaveUp.Add(1)
 			b.tb.Errorf("POST %s %s: status %d for a valid message", p.key, p.id, status)
@@ -155,8 +172,43 @@ func (l *load) send(b *bundle, p planned) {
 			return
 		}
 		l.retries.Add(1)
-		time.Sleep(min(time.Duration(attempt)*50*time.Millisecond, 250*time.Millisecond))
+		select {
+		case <-time.After(min(time.Duration(attempt)*50*time.Millisecond, 250*time.Millisecond)):
+		case <-l.stop:
+			return
+		}
 	}
+}
+
+// refusals counts the POSTs answered with status (0 = no answer: refused
+// or cut connection).
+func (l *load) refusals(status int) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.refused[status]
+}
+
+// refusedSummary lists the statuses of POSTs not answered 2xx.
+func (l *load) refusedSummary() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.refused) == 0 {
+		return "none"
+	}
+	statuses := make([]int, 0, len(l.refused))
+	for s := range l.refused {
+		statuses = append(statuses, s)
+	}
+	sort.Ints(statuses)
+	parts := make([]string, len(statuses))
+	for i, s := range statuses {
+		name := fmt.Sprint(s)
+		if s == 0 {
+			name = "no answer"
+		}
+		parts[i] = fmt.Sprintf("%s x%d", name, l.refused[s])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // wait blocks until every message was accepted (or given up).

@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -13,7 +14,9 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+	"github.com/stretchr/testify/require"
 
+	"github.com/lullhq/lull/internal/batch"
 	"github.com/lullhq/lull/internal/keys"
 )
 
@@ -237,7 +240,33 @@ func (f *faultRun) finish() faultRow {
 	assertExactlyOnce(t, sent, all)
 	row.Passed = !t.Failed()
 	recordRow(row)
-	t.Logf("%s: %d accepted, %d delivered, %d lost, %d duplicated, %d batches (%d redelivered), %d receiver failures, %d POSTs retried, %s",
-		f.name, row.Accepted, row.Delivered, row.Lost, row.Duplicated, row.Batches, row.Redelivered, row.Failed, row.Retried, row.Took.Round(time.Millisecond))
+	t.Logf("%s: %d accepted, %d delivered, %d lost, %d duplicated, %d batches (%d redelivered), %d receiver failures, %d POSTs retried (refused: %s), %s",
+		f.name, row.Accepted, row.Delivered, row.Lost, row.Duplicated, row.Batches, row.Redelivered, row.Failed, row.Retried,
+		f.load.refusedSummary(), row.Took.Round(time.Millisecond))
 	return row
+}
+
+// TestFaultAccounting checks the table's arithmetic on made-up traffic, so
+// a zero in the table means none rather than not counted.
+func TestFaultAccounting(t *testing.T) {
+	t.Parallel()
+	sent := []sentMsg{{Key: "k", ID: "a"}, {Key: "k", ID: "b"}, {Key: "k", ID: "c"}, {Key: "k", ID: "d"}, {Key: "k", ID: "a"}}
+	deliver := func(gen int64, status int, msgs ...string) delivery {
+		b := batch.Batch{BatchID: batch.ID("k", gen), Key: "k", Generation: gen}
+		for _, m := range msgs {
+			b.Messages = append(b.Messages, batch.Message{ID: m})
+		}
+		return delivery{Batch: b, Status: status}
+	}
+	ds := []delivery{
+		deliver(1, http.StatusServiceUnavailable, "a", "b"),
+		deliver(1, http.StatusOK, "a", "b"),
+		deliver(1, http.StatusOK, "a", "b"), // redelivered, same batch
+		deliver(2, http.StatusOK, "b", "c"), // b again, in another batch
+		deliver(3, statusDropped, "d"),      // d never delivered
+		deliver(4, http.StatusOK, "e", "e"), // never accepted, and twice in one batch
+	}
+	got := account("made up", sent, ds)
+	want := faultRow{Fault: "made up", Accepted: 4, Delivered: 3, Lost: 1, Duplicated: 2, Redelivered: 1, Batches: 3, Failed: 2}
+	require.Equal(t, want, got)
 }
