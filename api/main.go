@@ -17,7 +17,6 @@ import (
 	"github.com/lullhq/lull/internal/buffer"
 	"github.com/lullhq/lull/internal/config"
 	"github.com/lullhq/lull/internal/httpapi"
-	"github.com/lullhq/lull/internal/ingest"
 	"github.com/lullhq/lull/internal/queue"
 	"github.com/lullhq/lull/internal/redisconn"
 )
@@ -63,9 +62,9 @@ func run() int {
 		return (*c).Do(ctx, (*c).B().Ping().Build()).Error()
 	}
 
-	rules, err := ingest.ParseRules(cfg.ImmediateFlush) // validated by config.Load
+	rules, err := cfg.FlushRules() // validated by config.Load
 	if err != nil {
-		log.Error("IMMEDIATE_FLUSH", "err", err)
+		log.Error("immediate-flush rules", "err", err)
 		return 2
 	}
 	app := httpapi.New(httpapi.Options{

@@ -54,6 +54,11 @@ type Config struct {
 
 	// Providers (issue: WhatsApp and friends).
 	ImmediateFlush      []string `env:"IMMEDIATE_FLUSH" envDefault:"command,interactive" envSeparator:","`
+	// Per source, overriding IMMEDIATE_FLUSH when set ("none": no rule).
+	ImmediateFlushGeneric   []string `env:"IMMEDIATE_FLUSH_GENERIC" envSeparator:","`
+	ImmediateFlushWhatsApp  []string `env:"IMMEDIATE_FLUSH_WHATSAPP" envSeparator:","`
+	ImmediateFlushEvolution []string `env:"IMMEDIATE_FLUSH_EVOLUTION" envSeparator:","`
+	ImmediateFlushTwilio    []string `env:"IMMEDIATE_FLUSH_TWILIO" envSeparator:","`
 	WhatsAppVerifyToken string   `env:"WHATSAPP_VERIFY_TOKEN"`
 	WhatsAppAppSecret   string   `env:"WHATSAPP_APP_SECRET"`
 	EvolutionJWTKey     string   `env:"EVOLUTION_JWT_KEY"`
@@ -199,8 +204,8 @@ func (c Config) Validate() error {
 			bad("CALLBACK_URL", "%q must be an http(s) URL when SINKS has http", c.CallbackURL)
 		}
 	}
-	if _, err := ingest.ParseRules(c.ImmediateFlush); err != nil {
-		bad("IMMEDIATE_FLUSH", "%v", err)
+	if _, err := c.FlushRules(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.EvolutionHeader != "" {
 		if name, value, ok := strings.Cut(c.EvolutionHeader, ":"); !ok || strings.TrimSpace(name) == "" || strings.TrimSpace(value) == "" {
@@ -263,6 +268,34 @@ func (c Config) Validate() error {
 		bad("LOG_FORMAT", "%q must be text or json", c.LogFormat)
 	}
 	return errors.Join(errs...)
+}
+
+// FlushRules is the immediate-flush rules of every source.
+func (c Config) FlushRules() (ingest.RuleSet, error) {
+	def, err := ingest.ParseRules(c.ImmediateFlush)
+	if err != nil {
+		return ingest.RuleSet{}, fmt.Errorf("config: IMMEDIATE_FLUSH: %w", err)
+	}
+	rs := ingest.RuleSet{Default: def, BySource: map[string]ingest.Rules{}}
+	for _, o := range []struct {
+		name, source string
+		rules        []string
+	}{
+		{"IMMEDIATE_FLUSH_GENERIC", "generic", c.ImmediateFlushGeneric},
+		{"IMMEDIATE_FLUSH_WHATSAPP", "whatsapp", c.ImmediateFlushWhatsApp},
+		{"IMMEDIATE_FLUSH_EVOLUTION", "evolution", c.ImmediateFlushEvolution},
+		{"IMMEDIATE_FLUSH_TWILIO", "twilio", c.ImmediateFlushTwilio},
+	} {
+		if o.rules == nil {
+			continue
+		}
+		r, err := ingest.ParseRules(o.rules)
+		if err != nil {
+			return ingest.RuleSet{}, fmt.Errorf("config: %s: %w", o.name, err)
+		}
+		rs.BySource[o.source] = r
+	}
+	return rs, nil
 }
 
 // redact hides a URL's password.

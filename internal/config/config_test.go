@@ -102,3 +102,17 @@ func TestLoad_PasswordsAreNotPrinted(t *testing.T) {
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "hunter2")
 }
+
+func TestLoad_ImmediateFlushPerProvider(t *testing.T) {
+	t.Setenv("IMMEDIATE_FLUSH_TWILIO", "none")
+	t.Setenv("IMMEDIATE_FLUSH_WHATSAPP", "media,command")
+	c, err := config.Load()
+	require.NoError(t, err)
+	rs, err := c.FlushRules()
+	require.NoError(t, err)
+	require.Len(t, rs.BySource, 2)
+
+	t.Setenv("IMMEDIATE_FLUSH_EVOLUTION", "typing")
+	_, err = config.Load()
+	require.ErrorContains(t, err, "IMMEDIATE_FLUSH_EVOLUTION")
+}

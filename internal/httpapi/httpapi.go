@@ -35,8 +35,8 @@ type Options struct {
 	Logger         *slog.Logger
 	Now            func() time.Time // tests only
 
-	// Rules marks messages that flush at once (IMMEDIATE_FLUSH).
-	Rules ingest.Rules
+	// Rules marks messages that flush at once (IMMEDIATE_FLUSH[_<SOURCE>]).
+	Rules ingest.RuleSet
 	// Providers configures /webhook/<provider>.
 	Providers ProviderOptions
 

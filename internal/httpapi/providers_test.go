@@ -306,7 +306,7 @@ func TestTwilio_NotConfiguredIs503(t *testing.T) {
 // IMMEDIATE_FLUSH applies to provider messages as to generic ones.
 func TestProviders_ImmediateFlushRulesApply(t *testing.T) {
 	tb := setup(t, testenv.AMQPURL(), configured, func(o *httpapi.Options) {
-		o.Rules, _ = ingest.ParseRules(ingest.DefaultRules)
+		o.Rules.Default, _ = ingest.ParseRules(ingest.DefaultRules)
 	})
 	body := fixture(t, "whatsapp", "interactive_button_reply.json")
 	code, _, resp := status(t, tb, request(http.MethodPost, "/webhook/whatsapp", "application/json", body,

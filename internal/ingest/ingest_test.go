@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/lullhq/lull/internal/batch"
 	"github.com/lullhq/lull/internal/ingest"
 )
 
@@ -197,4 +198,32 @@ func BenchmarkParseGeneric(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestRuleSet_PerSourceOverridesTheDefault(t *testing.T) {
+	t.Parallel()
+	def, err := ingest.ParseRules(ingest.DefaultRules)
+	require.NoError(t, err)
+	media, err := ingest.ParseRules([]string{"media"})
+	require.NoError(t, err)
+	none, err := ingest.ParseRules([]string{"none"})
+	require.NoError(t, err)
+	rs := ingest.RuleSet{Default: def, BySource: map[string]ingest.Rules{"whatsapp": media, "twilio": none}}
+	flushes := func(source, typ, text string, withMedia bool) bool {
+		e := ingest.Envelope{Key: "k", Message: env("k", "id", text, "", "{}").Message}
+		e.Message.Source, e.Message.Type = source, typ
+		if withMedia {
+			e.Message.Media = &batch.Media{ID: "m"}
+		}
+		rs.Apply(&e)
+		return e.FlushNow
+	}
+	require.True(t, flushes("generic", "text", "/start", false), "default: command")
+	require.True(t, flushes("evolution", "interactive", "Sim", false), "default: interactive")
+	require.False(t, flushes("generic", "image", "foto", true), "default: not media")
+	require.True(t, flushes("whatsapp", "image", "foto", true), "whatsapp: media")
+	require.False(t, flushes("whatsapp", "text", "/start", false), "whatsapp: only media")
+	require.False(t, flushes("twilio", "interactive", "Sim", false), "twilio: none")
+	_, err = ingest.ParseRules([]string{"sometimes"})
+	require.Error(t, err)
 }

@@ -58,3 +58,19 @@ func (r Rules) Apply(e *Envelope) {
 		e.FlushNow = true
 	}
 }
+
+// RuleSet is the immediate-flush rules of every source: IMMEDIATE_FLUSH,
+// overridden per provider (IMMEDIATE_FLUSH_WHATSAPP, …).
+type RuleSet struct {
+	Default  Rules
+	BySource map[string]Rules // by Message.Source: "generic", "whatsapp", "evolution", "twilio"
+}
+
+// Apply marks e to flush at once when a rule of its source matches.
+func (rs RuleSet) Apply(e *Envelope) {
+	r, ok := rs.BySource[e.Message.Source]
+	if !ok {
+		r = rs.Default
+	}
+	r.Apply(e)
+}
