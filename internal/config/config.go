@@ -53,18 +53,18 @@ type Config struct {
 	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text"`
 
 	// Providers (issue: WhatsApp and friends).
-	ImmediateFlush      []string `env:"IMMEDIATE_FLUSH" envDefault:"command,interactive" envSeparator:","`
+	ImmediateFlush []string `env:"IMMEDIATE_FLUSH" envDefault:"command,interactive" envSeparator:","`
 	// Per source, overriding IMMEDIATE_FLUSH when set ("none": no rule).
 	ImmediateFlushGeneric   []string `env:"IMMEDIATE_FLUSH_GENERIC" envSeparator:","`
 	ImmediateFlushWhatsApp  []string `env:"IMMEDIATE_FLUSH_WHATSAPP" envSeparator:","`
 	ImmediateFlushEvolution []string `env:"IMMEDIATE_FLUSH_EVOLUTION" envSeparator:","`
 	ImmediateFlushTwilio    []string `env:"IMMEDIATE_FLUSH_TWILIO" envSeparator:","`
-	WhatsAppVerifyToken string   `env:"WHATSAPP_VERIFY_TOKEN"`
-	WhatsAppAppSecret   string   `env:"WHATSAPP_APP_SECRET"`
-	EvolutionJWTKey     string   `env:"EVOLUTION_JWT_KEY"`
-	EvolutionHeader     string   `env:"EVOLUTION_HEADER"`
-	TwilioAuthToken     string   `env:"TWILIO_AUTH_TOKEN"`
-	PublicURL           string   `env:"PUBLIC_URL"`
+	WhatsAppVerifyToken     string   `env:"WHATSAPP_VERIFY_TOKEN"`
+	WhatsAppAppSecret       string   `env:"WHATSAPP_APP_SECRET"`
+	EvolutionJWTKey         string   `env:"EVOLUTION_JWT_KEY"`
+	EvolutionHeader         string   `env:"EVOLUTION_HEADER"`
+	TwilioAuthToken         string   `env:"TWILIO_AUTH_TOKEN"`
+	PublicURL               string   `env:"PUBLIC_URL"`
 
 	// Sinks beyond log and http.
 	BatchExchange string `env:"BATCH_EXCHANGE"`
