@@ -95,12 +95,9 @@ type generic struct {
 // ParseGeneric reads a POST /webhook body. receivedAt is the time of receipt;
 // newID names a message that comes without message_id.
 func ParseGeneric(body []byte, receivedAt time.Time, newID func() string) (Envelope, error) {
-	if !utf8.Valid(body) {
-		return Envelope{}, fmt.Errorf("%w: body is not valid UTF-8", ErrMalformed)
-	}
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return Envelope{}, fmt.Errorf("%w: body must be a JSON object", ErrMalformed)
+	trimmed, err := ObjectBody(body)
+	if err != nil {
+		return Envelope{}, err
 	}
 	var p generic
 	if err := json.Unmarshal(trimmed, &p); err != nil {
@@ -169,13 +166,38 @@ func identifier(field string, raw json.RawMessage, max int) (string, error) {
 	if strings.TrimSpace(s) == "" {
 		return "", nil
 	}
-	if len(s) > max {
-		return "", fieldErr(field, fmt.Sprintf("must be at most %d bytes", max))
-	}
-	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
-		return "", fieldErr(field, "must not contain control characters")
+	if err := CheckIdentifier(field, s, max); err != nil {
+		return "", err
 	}
 	return s, nil
+}
+
+// ObjectBody checks that body is valid UTF-8 holding a JSON object and
+// returns it trimmed; anything else is ErrMalformed.
+func ObjectBody(body []byte) ([]byte, error) {
+	if !utf8.Valid(body) {
+		return nil, fmt.Errorf("%w: body is not valid UTF-8", ErrMalformed)
+	}
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, fmt.Errorf("%w: body must be a JSON object", ErrMalformed)
+	}
+	return trimmed, nil
+}
+
+// CheckIdentifier applies the limits of a conversation key or message id
+// (limit bytes, valid UTF-8, no control characters) to s, a FieldError
+// naming field when it breaks one.
+func CheckIdentifier(field, s string, limit int) error {
+	switch {
+	case len(s) > limit:
+		return fieldErr(field, fmt.Sprintf("must be at most %d bytes", limit))
+	case !utf8.ValidString(s):
+		return fieldErr(field, "must be valid UTF-8")
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		return fieldErr(field, "must not contain control characters")
+	}
+	return nil
 }
 
 func messageText(raw json.RawMessage) (string, error) {

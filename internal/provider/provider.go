@@ -9,12 +9,10 @@
 package provider
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/lullhq/lull/internal/ingest"
@@ -60,12 +58,9 @@ func (r Result) IgnoredTotal() int {
 // are ingest.ErrMalformed; a value of the wrong type is an
 // *ingest.FieldError naming it.
 func Decode(body []byte, v any) error {
-	if !utf8.Valid(body) {
-		return fmt.Errorf("%w: body is not valid UTF-8", ingest.ErrMalformed)
-	}
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return fmt.Errorf("%w: body must be a JSON object", ingest.ErrMalformed)
+	trimmed, err := ingest.ObjectBody(body)
+	if err != nil {
+		return err
 	}
 	return Unmarshal("body", trimmed, v)
 }
@@ -112,7 +107,7 @@ func ID(field, id string) (string, error) {
 	if strings.TrimSpace(id) == "" {
 		return "", &ingest.FieldError{Field: field, Problem: "is required"}
 	}
-	if err := checkIdentifier(field, id, ingest.MaxIDBytes); err != nil {
+	if err := ingest.CheckIdentifier(field, id, ingest.MaxIDBytes); err != nil {
 		return "", err
 	}
 	return id, nil
@@ -127,22 +122,10 @@ func Key(field string, parts ...string) (string, error) {
 		}
 	}
 	key := strings.Join(parts, ":")
-	if err := checkIdentifier(field, key, ingest.MaxKeyBytes); err != nil {
+	if err := ingest.CheckIdentifier(field, key, ingest.MaxKeyBytes); err != nil {
 		return "", err
 	}
 	return key, nil
-}
-
-func checkIdentifier(field, s string, limit int) error {
-	switch {
-	case len(s) > limit:
-		return &ingest.FieldError{Field: field, Problem: fmt.Sprintf("must be at most %d bytes", limit)}
-	case !utf8.ValidString(s):
-		return &ingest.FieldError{Field: field, Problem: "must be valid UTF-8"}
-	case strings.IndexFunc(s, unicode.IsControl) >= 0:
-		return &ingest.FieldError{Field: field, Problem: "must not contain control characters"}
-	}
-	return nil
 }
 
 // Timestamp reads a provider timestamp (Unix seconds as a number or a

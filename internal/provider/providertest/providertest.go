@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/lullhq/lull/internal/ingest"
 	"github.com/lullhq/lull/internal/provider"
 )
@@ -70,6 +72,22 @@ func Golden(t *testing.T, name string, got any) {
 	if !bytes.Equal(want, b) {
 		t.Errorf("%s differs from the parser's output:\n--- want\n%s\n--- got\n%s", path, want, b)
 	}
+}
+
+// RequireRejected asserts that a parser refused its input as the test
+// expects: nothing returned, and err is ingest.ErrMalformed when malformed,
+// else an *ingest.FieldError naming field.
+func RequireRejected(t *testing.T, name string, res provider.Result, err error, malformed bool, field string) {
+	t.Helper()
+	require.Error(t, err, name)
+	require.Empty(t, res.Envelopes, name)
+	if malformed {
+		require.ErrorIs(t, err, ingest.ErrMalformed, name)
+		return
+	}
+	var fe *ingest.FieldError
+	require.True(t, errors.As(err, &fe), "%s: %v", name, err)
+	require.Equal(t, field, fe.Field, name)
 }
 
 // CheckResult is the property every parser guarantees, fuzzed: an error is

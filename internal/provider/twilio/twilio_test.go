@@ -2,7 +2,6 @@ package twilio_test
 
 import (
 	"encoding/json"
-	"errors"
 	"net/url"
 	"testing"
 	"time"
@@ -92,15 +91,7 @@ func TestParse_Invalid(t *testing.T) {
 		f, err := url.ParseQuery(tt.body)
 		require.NoError(t, err, tt.name)
 		res, err := twilio.Parse(f, providertest.Received)
-		require.Error(t, err, tt.name)
-		require.Empty(t, res.Envelopes, tt.name)
-		if tt.malformed {
-			require.ErrorIs(t, err, ingest.ErrMalformed, tt.name)
-			continue
-		}
-		var fe *ingest.FieldError
-		require.True(t, errors.As(err, &fe), "%s: %v", tt.name, err)
-		require.Equal(t, tt.field, fe.Field, tt.name)
+		providertest.RequireRejected(t, tt.name, res, err, tt.malformed, tt.field)
 	}
 }
 

@@ -2,7 +2,6 @@ package whatsapp_test
 
 import (
 	"encoding/json"
-	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -109,15 +108,7 @@ func TestParse_Invalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		res, err := whatsapp.Parse([]byte(tt.body), providertest.Received)
-		require.Error(t, err, tt.name)
-		require.Empty(t, res.Envelopes, tt.name)
-		if tt.malformed {
-			require.ErrorIs(t, err, ingest.ErrMalformed, tt.name)
-			continue
-		}
-		var fe *ingest.FieldError
-		require.True(t, errors.As(err, &fe), tt.name)
-		require.Equal(t, tt.field, fe.Field, tt.name)
+		providertest.RequireRejected(t, tt.name, res, err, tt.malformed, tt.field)
 	}
 }
 
