@@ -52,6 +52,18 @@ type Config struct {
 	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text"`
 
+	// Hardening: the generic endpoint, bounded state, retention.
+	WebhookToken        string        `env:"WEBHOOK_TOKEN"`
+	WebhookGeneric      bool          `env:"WEBHOOK_GENERIC" envDefault:"true"`
+	MetadataMaxBytes    int           `env:"METADATA_MAX_BYTES" envDefault:"65536"`
+	MaxBatchBytes       int           `env:"MAX_BATCH_BYTES" envDefault:"4194304"`
+	MaxBufferedMessages int           `env:"MAX_BUFFERED_MESSAGES" envDefault:"1000"`
+	MaxBufferedBytes    int           `env:"MAX_BUFFERED_BYTES" envDefault:"16777216"`
+	DeadLetterTTL       time.Duration `env:"DEAD_LETTER_TTL" envDefault:"720h"`
+	DeadLetterMax       int           `env:"DEAD_LETTER_MAX" envDefault:"10000"`
+	RedisTimeout        time.Duration `env:"REDIS_TIMEOUT" envDefault:"2s"`
+	HealthAddr          string        `env:"HEALTH_ADDR"`
+
 	// Providers (issue: WhatsApp and friends).
 	ImmediateFlush []string `env:"IMMEDIATE_FLUSH" envDefault:"command,interactive" envSeparator:","`
 	// Per source, overriding IMMEDIATE_FLUSH when set ("none": no rule).
