@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/lullhq/lull/internal/buffer"
 	"github.com/lullhq/lull/internal/config"
+	"github.com/lullhq/lull/internal/jsonenc"
 	"github.com/lullhq/lull/internal/redisconn"
 )
 
@@ -65,7 +65,7 @@ func dlq(args []string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		out, _ := json.MarshalIndent(d, "", "  ")
+		out, _ := jsonenc.MarshalIndent(d, "", "  ")
 		fmt.Println(string(out))
 	case "replay":
 		err := buf.Replay(ctx, args[1])

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/lullhq/lull/internal/batch"
+	"github.com/lullhq/lull/internal/jsonenc"
 )
 
 // Limits of the identifiers a payload may carry.
@@ -53,7 +54,7 @@ type Envelope struct {
 
 // Encode is the envelope's queue body.
 func (e Envelope) Encode() ([]byte, error) {
-	b, err := json.Marshal(e)
+	b, err := jsonenc.Marshal(e)
 	if err != nil {
 		return nil, fmt.Errorf("encode envelope %s/%s: %w", e.Key, e.Message.ID, err)
 	}

@@ -4,7 +4,6 @@ package intake
 
 import (
 	"context"
-	"encoding/json"
 	"hash/fnv"
 	"log/slog"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"github.com/lullhq/lull/internal/backoff"
 	"github.com/lullhq/lull/internal/buffer"
 	"github.com/lullhq/lull/internal/ingest"
+	"github.com/lullhq/lull/internal/jsonenc"
 )
 
 // Settler settles one broker delivery.
@@ -158,7 +158,7 @@ func (in *Intake) applier(env ingest.Envelope) (func(context.Context) error, err
 			return err
 		}, nil
 	}
-	body, err := json.Marshal(env.Message)
+	body, err := jsonenc.Marshal(env.Message)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+
+	"github.com/lullhq/lull/internal/jsonenc"
 )
 
 // Str is a JSON string that also takes a number (as its literal text) or
@@ -179,17 +181,17 @@ func (m Meta) JSON() json.RawMessage {
 	if len(m) == 0 {
 		return json.RawMessage("{}")
 	}
-	b, err := json.Marshal(map[string]any(m))
+	b, err := jsonenc.Marshal(map[string]any(m))
 	if err != nil {
 		// Only a payload value that is not valid JSON can get here, and
 		// those never leave json.Unmarshal; keep what still encodes.
 		safe := Meta{}
 		for k, v := range m {
-			if _, err := json.Marshal(v); err == nil {
+			if _, err := jsonenc.Marshal(v); err == nil {
 				safe[k] = v
 			}
 		}
-		if b, err = json.Marshal(map[string]any(safe)); err != nil {
+		if b, err = jsonenc.Marshal(map[string]any(safe)); err != nil {
 			return json.RawMessage("{}")
 		}
 	}

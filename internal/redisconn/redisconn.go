@@ -3,20 +3,28 @@ package redisconn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
 	"time"
 
 	"github.com/redis/rueidis"
 
 	"github.com/lullhq/lull/internal/backoff"
+	"github.com/lullhq/lull/internal/redact"
 )
 
 // Options of the client: no client-side cache (lull reads nothing twice).
 func Options(url string) (rueidis.ClientOption, error) {
 	opt, err := rueidis.ParseURL(url)
 	if err != nil {
-		return rueidis.ClientOption{}, fmt.Errorf("redis url: %w", err)
+		// *url.Error quotes the whole URL, password included: keep the cause.
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return rueidis.ClientOption{}, fmt.Errorf("redis url %s: %w", redact.URL(url), err)
 	}
 	opt.DisableCache = true
 	return opt, nil
