@@ -17,6 +17,7 @@ import (
 	"github.com/lullhq/lull/internal/buffer"
 	"github.com/lullhq/lull/internal/config"
 	"github.com/lullhq/lull/internal/httpapi"
+	"github.com/lullhq/lull/internal/ingest"
 	"github.com/lullhq/lull/internal/queue"
 	"github.com/lullhq/lull/internal/redisconn"
 )
@@ -38,12 +39,19 @@ func run() int {
 	publisher, err := queue.NewPublisher(ctx, cfg.AMQPURL, cfg.Namespace, queue.PublisherOptions{
 		ConfirmTimeout: cfg.PublishTimeout,
 		Logger:         log,
+		Inbound:        queue.TopologyOptions{DeadLetterTTL: cfg.DeadLetterTTL, DeadLetterMax: cfg.DeadLetterMax},
 	})
 	if err != nil {
 		log.Error("publisher", "err", err)
 		return 1
 	}
 
+	// A URL the client refuses stops the api here, naming the variable,
+	// rather than leaving it not ready forever.
+	if _, err := redisconn.Options(cfg.RedisURL); err != nil {
+		fmt.Fprintln(os.Stderr, "config: REDIS_URL:", err)
+		return 2
+	}
 	// Redis is only asked by /readyz here; connect in the background so the
 	// api takes webhooks even while Redis is down.
 	var redis atomic.Pointer[rueidis.Client]
@@ -68,14 +76,20 @@ func run() int {
 		return 2
 	}
 	app := httpapi.New(httpapi.Options{
-		Publisher:      publisher,
-		RedisPing:      ping,
-		BodyLimit:      cfg.BodyLimit,
-		PublishTimeout: cfg.PublishTimeout,
-		Logger:         log,
-		Rules:          rules,
-		AdminToken:     cfg.AdminToken,
-		Admin:          dead,
+		Publisher:           publisher,
+		RedisPing:           ping,
+		BodyLimit:           cfg.BodyLimit,
+		PublishTimeout:      cfg.PublishTimeout,
+		Logger:              log,
+		Rules:               rules,
+		WebhookToken:        cfg.WebhookToken,
+		Buffered:            dead.Buffered,
+		MaxBufferedMessages: int64(cfg.MaxBufferedMessages),
+		MaxBufferedBytes:    int64(cfg.MaxBufferedBytes),
+		DisableGeneric:      !cfg.WebhookGeneric,
+		Limits:              ingest.Limits{MetadataBytes: cfg.MetadataMaxBytes, MessageBytes: cfg.MaxBatchBytes},
+		AdminToken:          cfg.AdminToken,
+		Admin:               dead,
 		Providers: httpapi.ProviderOptions{
 			WhatsAppVerifyToken: cfg.WhatsAppVerifyToken,
 			WhatsAppAppSecret:   cfg.WhatsAppAppSecret,
@@ -143,6 +157,13 @@ func (d *adminStore) Replay(ctx context.Context, id string) error {
 		return b.Replay(ctx, id)
 	}
 	return errNoRedis
+}
+
+func (d *adminStore) Buffered(ctx context.Context, key string) (buffer.Level, error) {
+	if b := d.buf.Load(); b != nil {
+		return b.Buffered(ctx, key)
+	}
+	return buffer.Level{}, errNoRedis
 }
 
 func (d *adminStore) FlushNow(ctx context.Context, key string) (buffer.Rescheduled, error) {

@@ -55,6 +55,12 @@ type options struct {
 	// Bench keeps process output off the log (benchmarks always print
 	// their logs) unless the benchmark fails, and logs at info level.
 	Bench bool
+	// APIEnv and WorkerEnv add variables for the api or the workers only,
+	// over Env (one of them talks through a fault proxy, say).
+	APIEnv, WorkerEnv map[string]string
+	// AMQPURL is the broker of the test and its processes; default
+	// testenv.AMQPURL() (a test with a RabbitMQ node of its own sets it).
+	AMQPURL string
 }
 
 // bundle is what a test gets from setup: a running api and workers in a
@@ -99,18 +105,21 @@ func setup(tb testing.TB, opts options) *bundle {
 	if opts.MaxBatchMessages == 0 {
 		opts.MaxBatchMessages = 100
 	}
+	if opts.AMQPURL == "" {
+		opts.AMQPURL = testenv.AMQPURL()
+	}
 	b := &bundle{tb: tb, ns: testenv.Namespace(tb, "e2e"), opts: opts}
 	tb.Logf("namespace %s", b.ns)
 	b.redis = testenv.Redis(tb, b.ns)
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := queue.Purge(ctx, testenv.AMQPURL(), b.ns); err != nil {
+		if err := queue.Purge(ctx, b.opts.AMQPURL, b.ns); err != nil {
 			tb.Errorf("purge queues of %s: %v", b.ns, err)
 		}
 	})
-	broker, err := amqp.Dial(testenv.AMQPURL())
-	require.NoError(tb, err, "rabbitmq %s", testenv.AMQPURL())
+	broker, err := amqp.Dial(opts.AMQPURL)
+	require.NoError(tb, err, "rabbitmq %s", opts.AMQPURL)
 	b.broker = broker
 	tb.Cleanup(func() { _ = b.broker.Close() }) // queueState may have redialled it
 	b.recv = newReceiver(tb, opts.Secret, opts.Receiver)
@@ -184,7 +193,7 @@ func (b *bundle) waitConsumers(n int) {
 // It redials the test's broker connection when a broker restart closed it.
 func (b *bundle) queueState() (messages, consumers int, err error) {
 	if b.broker.IsClosed() {
-		conn, err := amqp.Dial(testenv.AMQPURL())
+		conn, err := amqp.Dial(b.opts.AMQPURL)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -210,7 +219,7 @@ func (b *bundle) environ() []string {
 		"NAMESPACE":          b.ns,
 		"HTTP_ADDR":          b.addr,
 		"REDIS_URL":          testenv.RedisURL(),
-		"AMQP_URL":           testenv.AMQPURL(),
+		"AMQP_URL":           b.opts.AMQPURL,
 		"SINKS":              "http",
 		"CALLBACK_URL":       b.recv.URL(),
 		"QUIET_WINDOW":       b.opts.QuietWindow.String(),

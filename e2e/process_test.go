@@ -28,6 +28,13 @@ func (b *bundle) start(name, binary string) *proc {
 	out := &lineWriter{emit: func(line string) { b.logProcess(name, line) }}
 	cmd := exec.Command(binary)
 	cmd.Env = b.environ()
+	extra := b.opts.WorkerEnv
+	if binary == bins.api {
+		extra = b.opts.APIEnv
+	}
+	for k, v := range extra {
+		cmd.Env = append(cmd.Env, k+"="+v) // os/exec keeps the last of a duplicated variable
+	}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = 2 * time.Second
 	require.NoError(b.tb, cmd.Start(), "start %s", name)

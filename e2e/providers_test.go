@@ -66,7 +66,7 @@ func TestWhatsApp_SignedBatchOfMessagesBecomesOneBatch(t *testing.T) {
 	b.requireNoNewRequests(b.opts.QuietWindow + 2*pollInterval)
 	require.Len(t, got, 1)
 	bt := got[0].Batch
-	assert.Equal(t, "200000000000002:5511900000001", bt.Key)
+	assert.Equal(t, "whatsapp:200000000000002:5511900000001", bt.Key)
 	require.Len(t, bt.Messages, 3, "the retried POST is deduped on wamid")
 	assert.Equal(t, []string{"wamid.E2E1", "wamid.E2E2", "wamid.E2E3"}, ids(bt), "ordered by provider timestamp")
 	assert.Equal(t, batch.TypeAudio, bt.Messages[1].Type)
@@ -108,7 +108,7 @@ func TestEvolution_TypingExtendsTheQuietWindow(t *testing.T) {
 	b.requireNoNewRequests(window + 2*pollInterval)
 	require.Len(t, got, 1, "typing kept the burst open: one batch")
 	bt := got[0].Batch
-	assert.Equal(t, "bot-01:5511900000001@s.whatsapp.net", bt.Key)
+	assert.Equal(t, "evolution:bot-01:5511900000001@s.whatsapp.net", bt.Key)
 	assert.Equal(t, []string{"EVO1", "EVO2"}, ids(bt))
 	assert.Equal(t, batch.ReasonQuiet, bt.Reason)
 	assert.True(t, got[0].At.After(lastTyping.Add(window)), "flushed a quiet window after the last message, not after the first")
@@ -138,7 +138,7 @@ func TestTwilio_SignedFormBecomesBatch(t *testing.T) {
 	b.requireNoNewRequests(b.opts.QuietWindow + 2*pollInterval)
 	require.Len(t, got, 1)
 	bt := got[0].Batch
-	assert.Equal(t, "whatsapp:+15550001111:whatsapp:+5511900000001", bt.Key)
+	assert.Equal(t, "twilio:whatsapp:+15550001111:whatsapp:+5511900000001", bt.Key)
 	assert.Equal(t, []string{"oi", "tudo bem?", "é o 4471"}, texts(bt))
 	assert.Equal(t, []string{"SM1", "SM2", "SM3"}, ids(bt))
 }

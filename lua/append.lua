@@ -1,7 +1,7 @@
 -- append.lua: store one message in a conversation's buffer and (re)schedule its flush.
 --
 -- KEYS[1] buf      <ns>:{sNN}:buf:<key>    LIST of message JSON, arrival order
--- KEYS[2] meta     <ns>:{sNN}:meta:<key>   HASH gen, first_at, last_at, deadline, reason
+-- KEYS[2] meta     <ns>:{sNN}:meta:<key>   HASH gen, first_at, last_at, deadline, reason, bytes (of buf)
 -- KEYS[3] seen     <ns>:{sNN}:seen:<key>   ZSET message id -> receipt (Unix ms), the dedupe window
 -- KEYS[4] due      <ns>:{sNN}:due          ZSET conversation key -> flush deadline (Unix ms)
 --
@@ -43,6 +43,7 @@ redis.call('ZREMRANGEBYSCORE', seen_key, '-inf', now - dedupe)
 redis.call('PEXPIRE', seen_key, dedupe)
 
 local count = redis.call('RPUSH', buf_key, msg)
+redis.call('HINCRBY', meta_key, 'bytes', #msg)
 -- A new conversation (or one whose state expired) starts its generation at the
 -- clock, so a batch id is never reused for a different batch.
 redis.call('HSETNX', meta_key, 'gen', now)

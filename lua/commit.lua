@@ -1,34 +1,64 @@
--- commit.lua: a batch was delivered; delete it, release the conversation and
--- schedule what arrived meanwhile on its own deadline.
+-- commit.lua: a batch was delivered; delete it, record that its generation was
+-- committed, release the conversation and schedule what arrived meanwhile on
+-- its own deadline.
 --
 -- KEYS[1] batch     <ns>:{sNN}:batch:<key>   HASH the claimed batch
 -- KEYS[2] inflight  <ns>:{sNN}:inflight      ZSET conversation key -> lease expiry (Unix ms)
 -- KEYS[3] due       <ns>:{sNN}:due           ZSET conversation key -> flush deadline (Unix ms)
--- KEYS[4] meta      <ns>:{sNN}:meta:<key>    HASH gen, first_at, last_at, deadline, reason
+-- KEYS[4] meta      <ns>:{sNN}:meta:<key>    HASH gen, first_at, last_at, deadline, reason, committed
 -- KEYS[5] buf       <ns>:{sNN}:buf:<key>     LIST buffered message JSON
 --
 -- ARGV[1] conversation key
 -- ARGV[2] generation of the delivered batch
+-- ARGV[3] safety TTL of meta, ms: only used when meta is gone, so that the
+--         committed mark never makes a key without expiry
+-- ARGV[4] now, Unix ms; "" = Redis TIME (only tests pass a value)
 --
--- Returns {committed, next, now}:
---   committed  1 = deleted; 0 = this batch was not (or no longer) the one in flight
---   next       deadline of the messages buffered meanwhile (Unix ms), -1 when none
---   now        Redis clock (Unix ms)
+-- Returns {status, next, now}:
+--   status  1 = committed now
+--           2 = already committed: this generation was committed before (a
+--               retry whose first reply was lost); nothing changed
+--           0 = taken over: another generation holds the batch, or it is gone
+--               without having been committed (dead-lettered, say)
+--   next    deadline of the messages buffered meanwhile (Unix ms), -1 when none
+--   now     the clock the script used (Unix ms)
 local batch_key, inflight_key, due_key, meta_key, buf_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local conv, gen = ARGV[1], ARGV[2]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local conv, gen, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The deadline of what is buffered, or -1.
+local function next_deadline()
+  if redis.call('LLEN', buf_key) > 0 then
+    local deadline = tonumber(redis.call('HGET', meta_key, 'deadline'))
+    if deadline then
+      return deadline
+    end
+  end
+  return -1
+end
 
 if redis.call('HGET', batch_key, 'gen') ~= gen then
+  -- Generations only grow, and a generation is committed at most once, so
+  -- the mark tells a lost reply from a take-over even when a later batch of
+  -- the conversation is in flight by now. The deadline is returned so the
+  -- caller can still wake its poller, which the lost reply never did.
+  if redis.call('HGET', meta_key, 'committed') == gen then
+    return {2, next_deadline(), now}
+  end
   return {0, -1, now}
 end
 redis.call('DEL', batch_key)
 redis.call('ZREM', inflight_key, conv)
-if redis.call('LLEN', buf_key) > 0 then
-  local deadline = tonumber(redis.call('HGET', meta_key, 'deadline'))
-  if deadline then
-    redis.call('ZADD', due_key, deadline, conv)
-    return {1, deadline, now}
-  end
+redis.call('HSET', meta_key, 'committed', gen)
+if redis.call('PTTL', meta_key) < 0 and ttl and ttl > 0 then
+  redis.call('PEXPIRE', meta_key, ttl)
 end
-return {1, -1, now}
+local deadline = next_deadline()
+if deadline >= 0 then
+  redis.call('ZADD', due_key, deadline, conv)
+end
+return {1, deadline, now}

@@ -3,7 +3,7 @@
 -- the conversation is still in flight. Exactly one caller wins.
 --
 -- KEYS[1] due       <ns>:{sNN}:due           ZSET conversation key -> flush deadline (Unix ms)
--- KEYS[2] meta      <ns>:{sNN}:meta:<key>    HASH gen, first_at, last_at, deadline, reason
+-- KEYS[2] meta      <ns>:{sNN}:meta:<key>    HASH gen, first_at, last_at, deadline, reason, bytes (of buf)
 -- KEYS[3] buf       <ns>:{sNN}:buf:<key>     LIST buffered message JSON
 -- KEYS[4] batch     <ns>:{sNN}:batch:<key>   HASH the claimed batch
 -- KEYS[5] inflight  <ns>:{sNN}:inflight      ZSET conversation key -> lease expiry (Unix ms)
@@ -16,6 +16,9 @@
 -- ARGV[6] max batch messages: a buffer that grew larger (while an earlier batch
 --         was in flight) is claimed in slices of this size, oldest first; the
 --         rest stays buffered under a new generation, due at once
+-- ARGV[7] max batch bytes: a slice also ends before the message that would
+--         take the sum of its messages' JSON past this many bytes (a slice
+--         holds at least one message; the api refuses larger ones); "" = none
 --
 -- Returns one of
 --   {1, generation, reason, flushed_at, attempt, messages}  claimed; messages is a JSON array
@@ -27,6 +30,7 @@
 local due_key, meta_key, buf_key, batch_key, inflight_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local conv, gen_seen, lease, owner = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local max_msgs = tonumber(ARGV[6])
+local max_bytes = tonumber(ARGV[7])
 local now = tonumber(ARGV[5])
 if not now then
   local t = redis.call('TIME')
@@ -58,18 +62,39 @@ if #msgs == 0 then
   redis.call('ZREM', due_key, conv)
   return {0, 'empty'}
 end
+if max_bytes then
+  local size = 0
+  for i = 1, #msgs do
+    size = size + #msgs[i]
+    if size > max_bytes and i > 1 then
+      for j = #msgs, i, -1 do
+        msgs[j] = nil
+      end
+      break
+    end
+  end
+end
 local reason = redis.call('HGET', meta_key, 'reason') or 'quiet'
-if redis.call('LLEN', buf_key) > max_msgs then
+if redis.call('LLEN', buf_key) > #msgs then
   -- A slice: the rest stays buffered, due at once, under a new generation
   -- so that its batch gets an id of its own.
-  redis.call('LTRIM', buf_key, max_msgs, -1)
+  redis.call('LTRIM', buf_key, #msgs, -1)
+  local claimed = 0
+  for i = 1, #msgs do
+    claimed = claimed + #msgs[i]
+  end
+  redis.call('HINCRBY', meta_key, 'bytes', -claimed)
   redis.call('HINCRBY', meta_key, 'gen', 1)
-  redis.call('HSET', meta_key, 'deadline', now, 'reason', 'max_messages', 'first_at', now)
+  local cut = 'max_messages'
+  if #msgs < max_msgs then
+    cut = 'max_bytes'
+  end
+  redis.call('HSET', meta_key, 'deadline', now, 'reason', cut, 'first_at', now)
   redis.call('ZADD', due_key, now, conv)
-  reason = 'max_messages'
+  reason = cut
 else
   redis.call('DEL', buf_key)
-  redis.call('HDEL', meta_key, 'first_at', 'deadline', 'reason')
+  redis.call('HDEL', meta_key, 'first_at', 'deadline', 'reason', 'bytes')
   redis.call('ZREM', due_key, conv)
 end
 local messages = '[' .. table.concat(msgs, ',') .. ']'

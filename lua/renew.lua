@@ -1,4 +1,4 @@
--- renew.lua: extend the lease of a claimed batch, and count a delivery attempt.
+-- renew.lua: extend the lease of a claimed batch, and record a delivery attempt.
 --
 -- KEYS[1] batch     <ns>:{sNN}:batch:<key>   HASH the claimed batch
 -- KEYS[2] inflight  <ns>:{sNN}:inflight      ZSET conversation key -> lease expiry (Unix ms)
@@ -7,25 +7,31 @@
 -- ARGV[2] generation of the batch
 -- ARGV[3] owner holding the lease
 -- ARGV[4] lease, ms
--- ARGV[5] 1 = count a new delivery attempt, 0 = only extend the lease
+-- ARGV[5] 0 = only extend the lease; N > 0 = this is delivery attempt N: the
+--         count becomes N unless it is already higher. Naming the attempt
+--         (rather than adding one) makes a retry after a lost reply count
+--         nothing twice.
 -- ARGV[6] now, Unix ms; "" = Redis TIME (only tests pass a value)
 --
 -- Returns the batch's attempt count, or -1 when the caller no longer holds the
 -- batch (committed, or reclaimed by another owner after the lease expired).
 local batch_key, inflight_key = KEYS[1], KEYS[2]
-local conv, gen, owner, lease, count = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local conv, gen, owner, lease = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local attempt = tonumber(ARGV[5]) or 0
 local now = tonumber(ARGV[6])
 if not now then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local held = redis.call('HMGET', batch_key, 'gen', 'owner')
+local held = redis.call('HMGET', batch_key, 'gen', 'owner', 'attempt')
 if held[1] ~= gen or held[2] ~= owner then
   return -1
 end
 redis.call('ZADD', inflight_key, now + lease, conv)
-if count == '1' then
-  return redis.call('HINCRBY', batch_key, 'attempt', 1)
+local count = tonumber(held[3]) or 0
+if attempt > count then
+  redis.call('HSET', batch_key, 'attempt', attempt)
+  return attempt
 end
-return tonumber(redis.call('HGET', batch_key, 'attempt'))
+return count

@@ -10,6 +10,9 @@
 -- ARGV[2] batch id
 -- ARGV[3] now, Unix ms; "" = Redis TIME (only tests pass a value)
 --
+-- The record carries the dead-letter retention's expiry; the batch in flight
+-- must not, so it is made persistent again.
+--
 -- Returns {1, "replayed"}, or {0, "gone"} (no such dead letter) or {0, "busy"}
 -- (the conversation has a batch in flight; replay once it is delivered).
 local dead_key, record_key, batch_key, inflight_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -27,6 +30,7 @@ if redis.call('EXISTS', batch_key) == 1 then
   return {0, 'busy'}
 end
 redis.call('RENAME', record_key, batch_key)
+redis.call('PERSIST', batch_key)
 redis.call('HDEL', batch_key, 'error', 'dead_at')
 redis.call('HSET', batch_key, 'attempt', 0, 'owner', '', 'replayed_at', now)
 redis.call('ZREM', dead_key, batch_id)

@@ -17,6 +17,7 @@ import (
 	"github.com/lullhq/lull/internal/buffer"
 	"github.com/lullhq/lull/internal/config"
 	"github.com/lullhq/lull/internal/delivery"
+	"github.com/lullhq/lull/internal/health"
 	"github.com/lullhq/lull/internal/intake"
 	"github.com/lullhq/lull/internal/poller"
 	"github.com/lullhq/lull/internal/queue"
@@ -64,8 +65,14 @@ func run() int {
 	}()
 	redis, err := redisconn.Connect(ctx, cfg.RedisURL, log)
 	if err != nil {
-		log.Info("stopped before redis was reachable", "err", err)
-		return 0
+		if ctx.Err() != nil {
+			log.Info("stopped before redis was reachable", "err", err)
+			return 0
+		}
+		// Not a Redis that is down (Connect waits for that): a URL the
+		// client refuses. Say which variable, and fail.
+		fmt.Fprintln(os.Stderr, "config: REDIS_URL:", err)
+		return 2
 	}
 	defer redis.Close()
 
@@ -73,22 +80,56 @@ func run() int {
 		QuietWindow:  cfg.QuietWindow,
 		MaxWait:      cfg.MaxWait,
 		MaxMessages:  cfg.MaxBatchMessages,
+		MaxBytes:     cfg.MaxBatchBytes,
 		DedupeWindow: cfg.DedupeWindow,
 		TTL:          cfg.KeyTTL,
 		Lease:        cfg.Lease,
+		// Retention of the dead-letter store (records and per-shard sets).
+		DeadLetterTTL: cfg.DeadLetterTTL,
+		DeadLetterMax: cfg.DeadLetterMax,
 	})
 	var pl *poller.Poller
 	deliverer := delivery.New(buf, delivery.Options{
-		Sinks:       sinks,
-		Concurrency: cfg.Deliveries,
-		Retry:       backoff.Policy{Min: cfg.RetryMin, Max: cfg.RetryMax},
-		MaxAttempts: cfg.MaxAttempts,
-		Logger:      log,
-		OnCommitted: func(next, now int64) { pl.WakeAt(next, now) },
+		Sinks:        sinks,
+		Concurrency:  cfg.Deliveries,
+		Retry:        backoff.Policy{Min: cfg.RetryMin, Max: cfg.RetryMax},
+		MaxAttempts:  cfg.MaxAttempts,
+		RedisTimeout: cfg.RedisTimeout,
+		Logger:       log,
+		OnCommitted:  func(next, now int64) { pl.WakeAt(next, now) },
 	})
-	pl = poller.New(buf, deliverer.Deliver, poller.Options{Owner: ownerID(), Interval: cfg.PollInterval, Logger: log})
+	pl = poller.New(buf, deliverer.Deliver, poller.Options{
+		Owner: ownerID(), Interval: cfg.PollInterval, RedisTimeout: cfg.RedisTimeout, Logger: log,
+	})
 	in := intake.New(buf, intake.Options{Logger: log, OnScheduled: pl.WakeAt})
-	consumer := queue.NewConsumer(cfg.AMQPURL, cfg.Namespace, queue.ConsumerOptions{Prefetch: cfg.Prefetch, Logger: log})
+	consumer := queue.NewConsumer(cfg.AMQPURL, cfg.Namespace, queue.ConsumerOptions{
+		Prefetch: cfg.Prefetch,
+		Logger:   log,
+		Inbound:  queue.TopologyOptions{DeadLetterTTL: cfg.DeadLetterTTL, DeadLetterMax: cfg.DeadLetterMax},
+	})
+
+	// HEALTH_ADDR: /healthz and /readyz. The endpoint serves until run
+	// returns (after Redis is no longer needed, before it is closed), so
+	// liveness holds through a graceful shutdown while readiness turns 503
+	// as soon as it begins.
+	hs := health.New(health.Options{Redis: redis, Namespace: cfg.Namespace, ConsumerReady: consumer.Ready, Logger: log})
+	if cfg.HealthAddr != "" {
+		ln, err := health.Listen(ctx, cfg.HealthAddr)
+		if err != nil {
+			log.Error("health endpoint", "err", err)
+			return 1
+		}
+		healthCtx, stopHealth := context.WithCancel(context.WithoutCancel(ctx))
+		healthDone := make(chan struct{})
+		go func() {
+			defer close(healthDone)
+			if err := hs.Serve(healthCtx, ln); err != nil {
+				log.Error("health endpoint stopped", "err", err)
+			}
+		}()
+		defer func() { stopHealth(); <-healthDone }()
+		log.Info("health endpoint listening", "addr", ln.Addr().String())
+	}
 
 	intakeCtx, stopIntake := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopIntake()
@@ -116,6 +157,7 @@ func run() int {
 	// batches → let deliveries under way finish (the rest are released for
 	// another worker) → close Redis and the sinks' connections (deferred).
 	log.Info("shutting down")
+	hs.SetStopping()
 	<-consumed
 	stopIntake()
 	<-taken

@@ -27,10 +27,16 @@ type Options struct {
 	QuietWindow  time.Duration // flush after this long without a message
 	MaxWait      time.Duration // flush at the latest this long after a burst's first message (0 = no cap)
 	MaxMessages  int           // flush at once when a buffer holds this many
+	MaxBytes     int           // a batch's messages hold at most this many bytes of JSON (0 = no limit)
 	DedupeWindow time.Duration // how long a message id is remembered
 	TTL          time.Duration // safety TTL of buffers and metadata
 	Lease        time.Duration // how long a claimed batch is held before another worker may reclaim it
-	Now          func() int64  // tests only: a fixed clock in Unix ms instead of Redis TIME
+	// Dead-letter retention (see DeadLetter): a dead-lettered batch is kept
+	// this long (default 720h), and at most DeadLetterMax of them (default
+	// 10000, spread over the shards) are kept, the oldest going first.
+	DeadLetterTTL time.Duration
+	DeadLetterMax int
+	Now           func() int64 // tests only: a fixed clock in Unix ms instead of Redis TIME
 }
 
 // Buffer is the Redis state of one namespace.
@@ -249,12 +255,16 @@ func (o FlushOutcome) unpack() (Claim, FlushResult, error) { return o.Claim, o.R
 
 // FlushMany runs Flush for many conversations in one round trip.
 func (b *Buffer) FlushMany(ctx context.Context, convs, gensSeen []string, owner string) []FlushOutcome {
+	maxBytes := ""
+	if b.opts.MaxBytes > 0 {
+		maxBytes = strconv.Itoa(b.opts.MaxBytes)
+	}
 	execs := make([]rueidis.LuaExec, len(convs))
 	for i, c := range convs {
 		k := b.keys.Conversation(c)
 		execs[i] = rueidis.LuaExec{
 			Keys: []string{k.Due, k.Meta, k.Buf, k.Batch, k.Inflight},
-			Args: []string{c, gensSeen[i], ms(b.opts.Lease), owner, b.now(), strconv.Itoa(b.opts.MaxMessages)},
+			Args: []string{c, gensSeen[i], ms(b.opts.Lease), owner, b.now(), strconv.Itoa(b.opts.MaxMessages), maxBytes},
 		}
 	}
 	out := make([]FlushOutcome, len(convs))
@@ -306,13 +316,16 @@ func claimReply(res rueidis.RedisResult, key, owner string) (Claim, string, erro
 	return c, "", nil
 }
 
-// Renew extends the lease of c and, when attempt is true, counts a delivery
-// attempt. It returns the attempt count, or ErrLost when c is no longer held.
+// Renew extends the lease of c and, when attempt is true, records delivery
+// attempt c.Attempt+1 (so the caller keeps c.Attempt at the count returned).
+// Naming the attempt instead of adding one makes a call retried after a lost
+// reply count once. It returns the attempt count, or ErrLost when c is no
+// longer held.
 func (b *Buffer) Renew(ctx context.Context, c Claim, attempt bool) (int, error) {
 	k := b.keys.Conversation(c.Key)
 	count := "0"
 	if attempt {
-		count = "1"
+		count = strconv.Itoa(c.Attempt + 1)
 	}
 	n, err := lua.Renew.Exec(ctx, b.client,
 		[]string{k.Batch, k.Inflight},
@@ -331,16 +344,22 @@ func (b *Buffer) Renew(ctx context.Context, c Claim, attempt bool) (int, error) 
 type Committed struct {
 	Next int64 // deadline of messages buffered meanwhile, Unix ms (-1: none)
 	Now  int64 // Redis clock, Unix ms
+	// Already is true when an earlier call had committed the batch (a retry
+	// whose first reply was lost): nothing changed, and the batch is done.
+	Already bool
 }
 
-// Commit deletes delivered batch c and releases its conversation, so what
-// arrived meanwhile flushes on its own deadline. It returns ErrLost when c
-// was no longer the conversation's batch.
+// Commit deletes delivered batch c, records its generation as committed and
+// releases its conversation, so what arrived meanwhile flushes on its own
+// deadline. Committing a batch that is already committed succeeds with
+// Already set. It returns ErrLost only when c was taken over: another
+// generation holds the batch, or c is gone without having been committed
+// (dead-lettered, say).
 func (b *Buffer) Commit(ctx context.Context, c Claim) (Committed, error) {
 	k := b.keys.Conversation(c.Key)
 	vals, err := lua.Commit.Exec(ctx, b.client,
 		[]string{k.Batch, k.Inflight, k.Due, k.Meta, k.Buf},
-		[]string{c.Key, strconv.FormatInt(c.Generation, 10)},
+		[]string{c.Key, strconv.FormatInt(c.Generation, 10), ms(b.opts.TTL), b.now()},
 	).AsIntSlice()
 	if err != nil {
 		return Committed{}, fmt.Errorf("commit %s: %w", k.Batch, err)
@@ -348,10 +367,15 @@ func (b *Buffer) Commit(ctx context.Context, c Claim) (Committed, error) {
 	if len(vals) != 3 {
 		return Committed{}, fmt.Errorf("commit %s: unexpected reply %v", k.Batch, vals)
 	}
-	if vals[0] != 1 {
-		return Committed{}, fmt.Errorf("commit %s: %w", k.Batch, ErrLost)
+	switch vals[0] {
+	case 1:
+		return Committed{Next: vals[1], Now: vals[2]}, nil
+	case 2:
+		return Committed{Next: vals[1], Now: vals[2], Already: true}, nil
+	case 0:
+		return Committed{}, fmt.Errorf("commit %s generation %d: %w", k.Batch, c.Generation, ErrLost)
 	}
-	return Committed{Next: vals[1], Now: vals[2]}, nil
+	return Committed{}, fmt.Errorf("commit %s: unexpected status %d", k.Batch, vals[0])
 }
 
 // Release gives up c's lease at once, so any worker re-drives it on its next
@@ -383,4 +407,28 @@ func (b *Buffer) Reclaim(ctx context.Context, key, owner string) (c Claim, ok bo
 		return Claim{}, false, fmt.Errorf("reclaim %s: %w", k.Batch, err)
 	}
 	return c, why == "", nil
+}
+
+// Level is how much a conversation holds buffered (not yet claimed).
+type Level struct {
+	Messages int64
+	Bytes    int64 // the messages' stored JSON
+}
+
+// Buffered reads conversation key's Level in one round trip; the api checks
+// it against MAX_BUFFERED_MESSAGES and MAX_BUFFERED_BYTES.
+func (b *Buffer) Buffered(ctx context.Context, key string) (Level, error) {
+	k := b.keys.Conversation(key)
+	res := b.client.DoMulti(ctx,
+		b.client.B().Llen().Key(k.Buf).Build(),
+		b.client.B().Hget().Key(k.Meta).Field("bytes").Build())
+	n, err := res[0].AsInt64()
+	if err != nil {
+		return Level{}, fmt.Errorf("buffered %s: %w", k.Buf, err)
+	}
+	size, err := res[1].AsInt64()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return Level{}, fmt.Errorf("buffered %s: %w", k.Meta, err)
+	}
+	return Level{Messages: n, Bytes: size}, nil
 }

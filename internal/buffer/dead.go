@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -21,14 +23,45 @@ var (
 	ErrBusy     = errors.New("buffer: conversation has a batch in flight")
 )
 
+// Dead-letter retention when Options leave it unset (DEAD_LETTER_TTL and
+// DEAD_LETTER_MAX's defaults).
+const (
+	DefaultDeadLetterTTL = 720 * time.Hour
+	DefaultDeadLetterMax = 10000
+)
+
+// deadRetention is the record TTL in ms and how many entries one shard's
+// dead set keeps: ceil(DeadLetterMax / keys.Shards), at least 1.
+func (b *Buffer) deadRetention() (ttl, perShard string) {
+	d, n := b.opts.DeadLetterTTL, b.opts.DeadLetterMax
+	if d <= 0 {
+		d = DefaultDeadLetterTTL
+	}
+	if n <= 0 {
+		n = DefaultDeadLetterMax
+	}
+	return ms(max(d, time.Millisecond)), strconv.Itoa((n + keys.Shards - 1) / keys.Shards)
+}
+
 // DeadLetter moves claimed batch c to the dead-letter store with why, and
-// releases its conversation like Commit does.
+// releases its conversation like Commit does. The record expires after
+// DeadLetterTTL; the shard's oldest dead letters beyond its share of
+// DeadLetterMax, and any older than DeadLetterTTL, are removed with their
+// records in the same atomic step.
 func (b *Buffer) DeadLetter(ctx context.Context, c Claim, why string) (Committed, error) {
 	k := b.keys.Conversation(c.Key)
 	id := batch.ID(c.Key, c.Generation)
+	record := k.DeadRecord(c.Generation)
+	// Every record of the shard is prefix + batch id; dead.lua derives the
+	// records it trims from it.
+	prefix, ok := strings.CutSuffix(record, id)
+	if !ok {
+		return Committed{}, fmt.Errorf("dead-letter %s: record key %s does not end in the batch id", id, record)
+	}
+	ttl, perShard := b.deadRetention()
 	vals, err := lua.Dead.Exec(ctx, b.client,
-		[]string{k.Batch, k.Inflight, k.Due, k.Meta, k.Buf, k.Dead, k.DeadRecord(c.Generation)},
-		[]string{c.Key, strconv.FormatInt(c.Generation, 10), id, why, b.now()},
+		[]string{k.Batch, k.Inflight, k.Due, k.Meta, k.Buf, k.Dead, record},
+		[]string{c.Key, strconv.FormatInt(c.Generation, 10), id, why, b.now(), ttl, perShard, prefix},
 	).AsIntSlice()
 	if err != nil {
 		return Committed{}, fmt.Errorf("dead-letter %s: %w", id, err)
@@ -49,7 +82,9 @@ type Dead struct {
 	DeadAt string      `json:"dead_at"`
 }
 
-// DeadLetters lists every dead-lettered batch, oldest first.
+// DeadLetters lists every dead-lettered batch, oldest first. An id whose
+// record is gone (replayed meanwhile, or expired before the set was trimmed)
+// is left out.
 func (b *Buffer) DeadLetters(ctx context.Context) ([]Dead, error) {
 	cmds := make(rueidis.Commands, keys.Shards)
 	for s := range cmds {
@@ -67,7 +102,7 @@ func (b *Buffer) DeadLetters(ctx context.Context) ([]Dead, error) {
 	for _, id := range ids {
 		d, err := b.DeadLetterByID(ctx, id)
 		if errors.Is(err, ErrNotFound) {
-			continue // replayed meanwhile
+			continue // replayed or expired meanwhile
 		}
 		if err != nil {
 			return nil, err

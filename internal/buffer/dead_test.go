@@ -2,6 +2,9 @@ package buffer_test
 
 import (
 	"context"
+	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +12,9 @@ import (
 
 	"github.com/lullhq/lull/internal/batch"
 	"github.com/lullhq/lull/internal/buffer"
+	"github.com/lullhq/lull/internal/keys"
+	"github.com/lullhq/lull/internal/testenv"
+	"github.com/lullhq/lull/lua"
 )
 
 func TestDeadLetter_ReleasesConversationAndReplaysSameBatch(t *testing.T) {
@@ -92,4 +98,174 @@ func TestRelease_LetsAnotherWorkerRedriveAtOnce(t *testing.T) {
 	require.True(t, ok, "released without waiting for the lease")
 	require.Equal(t, c.Generation, again.Generation)
 	require.ErrorIs(t, tb.buf.Release(ctx, c), buffer.ErrLost, "the old owner holds nothing")
+}
+
+// keysInShard returns n conversation keys that share one shard.
+func keysInShard(n int) []string {
+	var out []string
+	for i := 0; len(out) < n; i++ {
+		k := fmt.Sprintf("conv-%d", i)
+		if len(out) == 0 || keys.Shard(k) == keys.Shard(out[0]) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// deadLetter buffers one message in conversation key, claims it and
+// dead-letters it at the test clock; it returns the batch id.
+func deadLetter(t *testing.T, tb testBundle, key string) string {
+	t.Helper()
+	ctx := context.Background()
+	_, err := tb.buf.Append(ctx, key, key+"-m", msg(key), false)
+	require.NoError(t, err)
+	tb.advance(10 * time.Second)
+	c, why, err := tb.buf.Flush(ctx, key, "", "w1")
+	require.NoError(t, err)
+	require.Empty(t, why)
+	_, err = tb.buf.DeadLetter(ctx, c, "http sink: status 400")
+	require.NoError(t, err)
+	return batch.ID(key, c.Generation)
+}
+
+func deadIDs(t *testing.T, tb testBundle, shard int) []string {
+	t.Helper()
+	ids, err := tb.client.Do(context.Background(), tb.client.B().Zrange().Key(tb.buf.Keys().Dead(shard)).Min("0").Max("-1").Build()).AsStrSlice()
+	require.NoError(t, err)
+	return ids
+}
+
+func recordKey(tb testBundle, id string) string {
+	key, gen, _ := keys.ParseBatchID(id)
+	return tb.buf.Keys().Conversation(key).DeadRecord(gen)
+}
+
+func pttl(t *testing.T, tb testBundle, key string) time.Duration {
+	t.Helper()
+	ms, err := tb.client.Do(context.Background(), tb.client.B().Pttl().Key(key).Build()).AsInt64()
+	require.NoError(t, err)
+	return time.Duration(ms) * time.Millisecond
+}
+
+func TestDeadLetter_RecordAndSetExpireAfterTTL(t *testing.T) {
+	tb := setup(t, func(o *buffer.Options) { o.DeadLetterTTL = time.Hour })
+	ctx := context.Background()
+	id := deadLetter(t, tb, "u1")
+	rec := recordKey(tb, id)
+	for _, k := range []string{rec, tb.buf.Keys().Conversation("u1").Dead} {
+		ttl := pttl(t, tb, k)
+		require.Greater(t, ttl, 59*time.Minute, "%s expires after DEAD_LETTER_TTL", k)
+		require.LessOrEqual(t, ttl, time.Hour, k)
+	}
+
+	// A replayed batch is live state again: it must not inherit the
+	// record's expiry.
+	require.NoError(t, tb.buf.Replay(ctx, id))
+	require.Equal(t, -time.Millisecond, pttl(t, tb, tb.buf.Keys().Conversation("u1").Batch), "replayed batch has no TTL")
+}
+
+func TestDeadLetter_DefaultRetention(t *testing.T) {
+	tb := setup(t) // DeadLetterTTL and DeadLetterMax unset: 720h, 10000
+	rec := recordKey(tb, deadLetter(t, tb, "u1"))
+	ttl := pttl(t, tb, rec)
+	require.Greater(t, ttl, 719*time.Hour)
+	require.LessOrEqual(t, ttl, 720*time.Hour)
+}
+
+func TestDeadLetter_EntriesOlderThanTTLAreTrimmed(t *testing.T) {
+	tb := setup(t, func(o *buffer.Options) { o.DeadLetterTTL = time.Hour })
+	ctx := context.Background()
+	conv := keysInShard(2)
+	old := deadLetter(t, tb, conv[0])
+	tb.advance(2 * time.Hour)
+	fresh := deadLetter(t, tb, conv[1])
+
+	shard := keys.Shard(conv[0])
+	require.Equal(t, []string{fresh}, deadIDs(t, tb, shard), "the entry older than the TTL is trimmed")
+	n, err := tb.client.Do(ctx, tb.client.B().Exists().Key(recordKey(tb, old)).Build()).AsInt64()
+	require.NoError(t, err)
+	require.Zero(t, n, "and its record with it")
+	all, err := tb.buf.DeadLetters(ctx)
+	require.NoError(t, err)
+	require.Len(t, all, 1)
+	require.Equal(t, fresh, all[0].Batch.BatchID)
+}
+
+func TestDeadLetter_OldestBeyondShardShareAreRemovedWithTheirRecords(t *testing.T) {
+	// 20 over 16 shards: ceil(20/16) = 2 per shard.
+	tb := setup(t, func(o *buffer.Options) { o.DeadLetterMax = 20 })
+	ctx := context.Background()
+	conv := keysInShard(4)
+	var ids []string
+	for _, k := range conv {
+		ids = append(ids, deadLetter(t, tb, k))
+		tb.advance(time.Second)
+	}
+	// Another shard keeps its own share.
+	other := "elsewhere"
+	for keys.Shard(other) == keys.Shard(conv[0]) {
+		other += "x"
+	}
+	otherID := deadLetter(t, tb, other)
+
+	require.Equal(t, ids[2:], deadIDs(t, tb, keys.Shard(conv[0])), "the two newest stay")
+	require.Equal(t, []string{otherID}, deadIDs(t, tb, keys.Shard(other)))
+	for _, id := range ids[:2] {
+		n, err := tb.client.Do(ctx, tb.client.B().Exists().Key(recordKey(tb, id)).Build()).AsInt64()
+		require.NoError(t, err)
+		require.Zero(t, n, "record of trimmed %s deleted", id)
+	}
+	// Nothing dangles: every record left is listed, and every listed id has its record.
+	var records []string
+	for _, k := range testenv.Keys(ctx, tb.client, tb.ns) {
+		if strings.Contains(k, ":dead:") {
+			records = append(records, k)
+		}
+	}
+	want := []string{recordKey(tb, ids[2]), recordKey(tb, ids[3]), recordKey(tb, otherID)}
+	require.ElementsMatch(t, want, records)
+	all, err := tb.buf.DeadLetters(ctx)
+	require.NoError(t, err)
+	require.Len(t, all, 3)
+}
+
+func TestDeadLetters_SkipIDsWhoseRecordExpired(t *testing.T) {
+	tb := setup(t)
+	ctx := context.Background()
+	gone := deadLetter(t, tb, "u1")
+	kept := deadLetter(t, tb, "u2")
+	// As if the record's TTL ran out before the set was trimmed.
+	require.NoError(t, tb.client.Do(ctx, tb.client.B().Del().Key(recordKey(tb, gone)).Build()).Error())
+	all, err := tb.buf.DeadLetters(ctx)
+	require.NoError(t, err)
+	require.Len(t, all, 1)
+	require.Equal(t, kept, all[0].Batch.BatchID)
+	_, err = tb.buf.DeadLetterByID(ctx, gone)
+	require.ErrorIs(t, err, buffer.ErrNotFound)
+	require.ErrorIs(t, tb.buf.Replay(ctx, gone), buffer.ErrNotFound)
+}
+
+// dead.lua derives the records it trims from a prefix in ARGV; it refuses a
+// prefix outside the dead set's hash slot before writing anything.
+func TestDeadScript_RefusesAPrefixOfAnotherSlot(t *testing.T) {
+	tb := setup(t)
+	ctx := context.Background()
+	_, err := tb.buf.Append(ctx, "u1", "m", msg("m"), false)
+	require.NoError(t, err)
+	tb.advance(10 * time.Second)
+	c, _, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	require.NoError(t, err)
+	k := tb.buf.Keys().Conversation("u1")
+	id := batch.ID("u1", c.Generation)
+	gen := strconv.FormatInt(c.Generation, 10)
+	for _, prefix := range []string{tb.ns + ":{s99}:dead:", tb.ns + ":dead:"} {
+		err = lua.Dead.Exec(ctx, tb.client,
+			[]string{k.Batch, k.Inflight, k.Due, k.Meta, k.Buf, k.Dead, prefix + id},
+			[]string{"u1", gen, id, "why", "", "1000", "1", prefix},
+		).Error()
+		require.ErrorContains(t, err, "hash tag", prefix)
+	}
+	n, err := tb.client.Do(ctx, tb.client.B().Exists().Key(k.Batch).Build()).AsInt64()
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n, "the batch is still in flight")
 }

@@ -9,14 +9,19 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/redis/rueidis"
 
 	"github.com/lullhq/lull/internal/ingest"
+	"github.com/lullhq/lull/internal/redact"
 )
 
 // Config is every setting of the api and the worker (ARCHITECTURE 2.1).
@@ -92,6 +97,10 @@ type Config struct {
 	CeleryBroker string `env:"CELERY_BROKER"`
 }
 
+// MaxDeadLetterTTL is the longest DEAD_LETTER_TTL: 5 years, under the
+// largest x-message-ttl RabbitMQ takes.
+const MaxDeadLetterTTL = 5 * 365 * 24 * time.Hour
+
 // Defaults of the URL settings.
 const (
 	DefaultRedisURL = "redis://127.0.0.1:6379/0"
@@ -107,7 +116,14 @@ func Load() (Config, error) {
 	}
 	c.resolveURLs()
 	for i, s := range c.Sinks {
-		c.Sinks[i] = strings.TrimSpace(s)
+		// Sink names are case-insensitive: SINKS=HTTP is http.
+		c.Sinks[i] = strings.ToLower(strings.TrimSpace(s))
+	}
+	// An empty variable means its default everywhere (compose files pass
+	// ${X:-}), except NAMESPACE: it is the isolation boundary, and an
+	// empty one would silently share the default namespace's data.
+	if v, ok := os.LookupEnv("NAMESPACE"); ok && strings.TrimSpace(v) == "" {
+		c.Namespace = ""
 	}
 	if c.BatchExchange == "" {
 		c.BatchExchange = c.Namespace + ".batches"
@@ -178,13 +194,24 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		bad("HTTP_ADDR", "%q is not host:port", c.HTTPAddr)
 	}
-	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
-		bad("REDIS_URL", "%q is not a redis://, rediss:// or unix:// URL", redact(c.RedisURL))
+	// Unset (the default) means no health endpoint: tests start many
+	// workers on one machine.
+	if c.HealthAddr != "" {
+		if _, port, err := net.SplitHostPort(c.HealthAddr); err != nil {
+			bad("HEALTH_ADDR", "%q is not host:port", c.HealthAddr)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			bad("HEALTH_ADDR", "port %q must be a number in 0-65535", port)
+		}
 	}
-	if u, err := url.Parse(c.AMQPURL); err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") {
-		bad("AMQP_URL", "%q is not an amqp:// or amqps:// URL", redact(c.AMQPURL))
+	if err := checkRedisURL(c.RedisURL); err != nil {
+		bad("REDIS_URL", "%q: %v", redact.URL(c.RedisURL), err)
 	}
-	if !namespaceRE.MatchString(c.Namespace) {
+	if err := checkAMQPURL(c.AMQPURL); err != nil {
+		bad("AMQP_URL", "%q: %v", redact.URL(c.AMQPURL), err)
+	}
+	if c.Namespace == "" {
+		bad("NAMESPACE", "is set but empty; unset it for the default namespace %q", "lull")
+	} else if !namespaceRE.MatchString(c.Namespace) {
 		bad("NAMESPACE", "%q must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit", c.Namespace)
 	}
 	if c.QuietWindow < time.Millisecond {
@@ -213,7 +240,7 @@ func (c Config) Validate() error {
 	}
 	if seen["http"] {
 		if u, err := url.Parse(c.CallbackURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("CALLBACK_URL", "%q must be an http(s) URL when SINKS has http", c.CallbackURL)
+			bad("CALLBACK_URL", "%q must be an http(s) URL when SINKS has http", redact.URL(c.CallbackURL))
 		}
 	}
 	if _, err := c.FlushRules(); err != nil {
@@ -226,7 +253,7 @@ func (c Config) Validate() error {
 	}
 	if c.PublicURL != "" {
 		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("PUBLIC_URL", "%q must be an http(s) URL", c.PublicURL)
+			bad("PUBLIC_URL", "%q must be an http(s) URL", redact.URL(c.PublicURL))
 		}
 	}
 	if c.CeleryTask == "" {
@@ -242,6 +269,7 @@ func (c Config) Validate() error {
 		{"PUBLISH_TIMEOUT", c.PublishTimeout}, {"DEDUPE_WINDOW", c.DedupeWindow}, {"KEY_TTL", c.KeyTTL},
 		{"LEASE", c.Lease}, {"POLL_INTERVAL", c.PollInterval}, {"CALLBACK_TIMEOUT", c.CallbackTimeout},
 		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout}, {"RETRY_BACKOFF_MIN", c.RetryMin}, {"RETRY_BACKOFF_MAX", c.RetryMax},
+		{"REDIS_TIMEOUT", c.RedisTimeout},
 	}
 	for _, p := range positive {
 		if p.d <= 0 {
@@ -263,8 +291,35 @@ func (c Config) Validate() error {
 	if c.MaxAttempts < 1 {
 		bad("MAX_ATTEMPTS", "%d must be at least 1", c.MaxAttempts)
 	}
-	if c.AdminToken != "" && len(c.AdminToken) < 16 {
-		bad("ADMIN_TOKEN", "must be at least 16 characters when set")
+	// Dead-letter retention: a Redis PEXPIRE and the dead-letter queue's
+	// x-message-ttl, in ms; RabbitMQ refuses a TTL of about 8.7 years or more.
+	if c.DeadLetterTTL < time.Millisecond || c.DeadLetterTTL > MaxDeadLetterTTL {
+		bad("DEAD_LETTER_TTL", "%s must be positive (at least 1ms) and at most %s", c.DeadLetterTTL, MaxDeadLetterTTL)
+	}
+	if c.DeadLetterMax < 1 {
+		bad("DEAD_LETTER_MAX", "%d must be positive", c.DeadLetterMax)
+	}
+	for _, tok := range []struct{ name, value string }{
+		{"ADMIN_TOKEN", c.AdminToken}, {"WEBHOOK_TOKEN", c.WebhookToken},
+	} {
+		if err := checkToken(tok.value); err != nil {
+			bad(tok.name, "%v", err)
+		}
+	}
+	limits := []struct {
+		name  string
+		value int
+		least int
+	}{
+		{"METADATA_MAX_BYTES", c.MetadataMaxBytes, 2},
+		{"MAX_BATCH_BYTES", c.MaxBatchBytes, 1024},
+		{"MAX_BUFFERED_MESSAGES", c.MaxBufferedMessages, 1},
+		{"MAX_BUFFERED_BYTES", c.MaxBufferedBytes, 1024},
+	}
+	for _, l := range limits {
+		if l.value < l.least {
+			bad(l.name, "%d must be at least %d", l.value, l.least)
+		}
 	}
 	if c.Deliveries < 1 {
 		bad("DELIVERY_CONCURRENCY", "%d must be at least 1", c.Deliveries)
@@ -310,13 +365,93 @@ func (c Config) FlushRules() (ingest.RuleSet, error) {
 	return rs, nil
 }
 
-// redact hides a URL's password.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
+// checkToken applies the rules of a shared secret (ADMIN_TOKEN,
+// WEBHOOK_TOKEN): unset, or at least 16 characters with no surrounding
+// whitespace — a token of spaces, or one a copy-paste padded, is refused
+// rather than compared.
+func checkToken(tok string) error {
+	switch {
+	case tok == "":
+		return nil
+	case strings.TrimSpace(tok) != tok:
+		return errors.New("must not start or end with whitespace")
+	case len(tok) < 16:
+		return errors.New("must be at least 16 characters when set")
 	}
-	return u.Redacted()
+	return nil
+}
+
+// checkRedisURL fully validates a Redis URL: scheme, host, port and
+// database number, as the client will read it.
+func checkRedisURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("is not a URL")
+	}
+	switch u.Scheme {
+	case "redis", "rediss":
+		if err := checkHostPort(u.Host, true); err != nil {
+			return err
+		}
+		if db := strings.Trim(u.Path, "/"); db != "" {
+			if n, err := strconv.Atoi(db); err != nil || n < 0 {
+				return fmt.Errorf("database %q must be a number (redis://host:port/0)", db)
+			}
+		}
+		for _, a := range u.Query()["addr"] {
+			if err := checkHostPort(a, false); err != nil {
+				return fmt.Errorf("addr %q: %w", a, err)
+			}
+		}
+	case "unix":
+		if u.Path == "" {
+			return errors.New("unix:// needs a socket path")
+		}
+	default:
+		return errors.New("is not a redis://, rediss:// or unix:// URL")
+	}
+	if _, err := rueidis.ParseURL(raw); err != nil {
+		return errors.New("is not a valid Redis URL")
+	}
+	return nil
+}
+
+// checkAMQPURL fully validates an AMQP URL as the client will read it.
+func checkAMQPURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("is not a URL")
+	}
+	if u.Scheme != "amqp" && u.Scheme != "amqps" {
+		return errors.New("is not an amqp:// or amqps:// URL")
+	}
+	if err := checkHostPort(u.Host, true); err != nil {
+		return err
+	}
+	if _, err := amqp.ParseURI(raw); err != nil {
+		return errors.New("is not a valid AMQP URL")
+	}
+	return nil
+}
+
+// checkHostPort wants a host and, when present (or required when
+// portOptional is false), a port in 1-65535.
+func checkHostPort(hostport string, portOptional bool) error {
+	host, port := hostport, ""
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		host, port = h, p
+	} else if !portOptional || strings.Count(hostport, ":") == 1 && !strings.HasSuffix(hostport, "]") {
+		return fmt.Errorf("%q is not host:port", hostport)
+	}
+	if host == "" {
+		return errors.New("host is missing")
+	}
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port %q must be a number in 1-65535", port)
+		}
+	}
+	return nil
 }
 
 // Logger is the process's logger, as LOG_LEVEL and LOG_FORMAT say.

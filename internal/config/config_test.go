@@ -75,6 +75,20 @@ func TestLoad_BadValuesNameTheVariable(t *testing.T) {
 		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
 		{map[string]string{"KEY_TTL": "1m"}, "KEY_TTL"},
 		{map[string]string{"RETRY_BACKOFF_MIN": "1m", "RETRY_BACKOFF_MAX": "1s"}, "RETRY_BACKOFF_MAX"},
+		{map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/abc"}, "REDIS_URL"},
+		{map[string]string{"REDIS_URL": "redis://127.0.0.1:99999/0"}, "REDIS_URL"},
+		{map[string]string{"REDIS_URL": "redis://:6379/0"}, "REDIS_URL"},
+		{map[string]string{"REDIS_URL": "redis://127.0.0.1:port/0"}, "REDIS_URL"},
+		{map[string]string{"REDIS_URL": "redis://h:1/0?addr=h2"}, "REDIS_URL"},
+		{map[string]string{"AMQP_URL": "amqp://guest:guest@:5672/"}, "AMQP_URL"},
+		{map[string]string{"AMQP_URL": "amqp://guest:guest@h:0/"}, "AMQP_URL"},
+		{map[string]string{"NAMESPACE": ""}, "NAMESPACE"},
+		{map[string]string{"NAMESPACE": "  "}, "NAMESPACE"},
+		{map[string]string{"ADMIN_TOKEN": "                    "}, "ADMIN_TOKEN"},
+		{map[string]string{"ADMIN_TOKEN": " padded-token-0123456789 "}, "ADMIN_TOKEN"},
+		{map[string]string{"WEBHOOK_TOKEN": "short"}, "WEBHOOK_TOKEN"},
+		{map[string]string{"MAX_BATCH_BYTES": "10"}, "MAX_BATCH_BYTES"},
+		{map[string]string{"MAX_BUFFERED_MESSAGES": "0"}, "MAX_BUFFERED_MESSAGES"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want+"="+strings.Join(values(tt.env), ","), func(t *testing.T) {
@@ -97,10 +111,54 @@ func values(m map[string]string) []string {
 }
 
 func TestLoad_PasswordsAreNotPrinted(t *testing.T) {
-	t.Setenv("AMQP_URL", "http://user:hunter2@rabbit/")
+	for name, value := range map[string]string{
+		"AMQP_URL":  "http://user:hunter2@rabbit/",
+		"REDIS_URL": "redis://default:hunter2@redis:6379/abc",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv(name, value)
+			_, err := config.Load()
+			require.ErrorContains(t, err, name)
+			require.NotContains(t, err.Error(), "hunter2")
+		})
+	}
+	// '#' in the password: the URL does not parse, which is when a naive
+	// redaction gives up and prints it whole.
+	t.Setenv("AMQP_URL", "amqp://guest:SECRET#PW@host/")
 	_, err := config.Load()
-	require.Error(t, err)
+	require.ErrorContains(t, err, "AMQP_URL")
+	require.NotContains(t, err.Error(), "SECRET")
+	require.NotContains(t, err.Error(), "PW")
+}
+
+func TestLoad_CallbackTokenIsNotPrinted(t *testing.T) {
+	t.Setenv("SINKS", "http")
+	t.Setenv("CALLBACK_URL", "ftp://bot.example/cb?token=hunter2")
+	_, err := config.Load()
+	require.ErrorContains(t, err, "CALLBACK_URL")
 	require.NotContains(t, err.Error(), "hunter2")
+}
+
+func TestLoad_SinkNamesAreCaseInsensitive(t *testing.T) {
+	t.Setenv("SINKS", "LOG, Http")
+	t.Setenv("CALLBACK_URL", "http://127.0.0.1:9000/batches")
+	c, err := config.Load()
+	require.NoError(t, err)
+	require.Equal(t, []string{"log", "http"}, c.Sinks)
+}
+
+func TestLoad_ClusterAndUnixRedisURLs(t *testing.T) {
+	for _, u := range []string{
+		"redis://h1:7000?addr=h2:7001&addr=h3:7002",
+		"rediss://user:pw@redis.example:6380/2",
+		"redis://[::1]:6379/0",
+		"redis://redis.internal/0",
+		"unix:///run/redis.sock",
+	} {
+		t.Setenv("REDIS_URL", u)
+		_, err := config.Load()
+		require.NoError(t, err, u)
+	}
 }
 
 func TestLoad_ImmediateFlushPerProvider(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/require"
 
 	"github.com/lullhq/lull/internal/backoff"
@@ -43,8 +44,9 @@ func (s *scripted) got() []batch.Batch {
 }
 
 type testBundle struct {
-	buf  *buffer.Buffer
-	sink *scripted
+	buf    *buffer.Buffer
+	sink   *scripted
+	client rueidis.Client
 }
 
 func setup(t *testing.T, fail func(int) error) testBundle {
@@ -56,7 +58,7 @@ func setup(t *testing.T, fail func(int) error) testBundle {
 		QuietWindow: time.Millisecond, MaxWait: time.Minute, MaxMessages: 100,
 		DedupeWindow: time.Hour, TTL: time.Hour, Lease: 3 * time.Second,
 	})
-	return testBundle{buf: buf, sink: &scripted{fail: fail}}
+	return testBundle{buf: buf, sink: &scripted{fail: fail}, client: client}
 }
 
 // claim buffers one message for key and claims it.
@@ -100,8 +102,9 @@ func TestDeliver_RetriesThenCommits(t *testing.T) {
 		require.Equal(t, batch.ID("u1", c.Generation), b.BatchID, "every attempt is the same batch")
 		require.Equal(t, i+1, b.Attempt)
 	}
-	_, err := tb.buf.Commit(context.Background(), c)
-	require.ErrorIs(t, err, buffer.ErrLost, "committed after the successful attempt")
+	res, err := tb.buf.Commit(context.Background(), c)
+	require.NoError(t, err)
+	require.True(t, res.Already, "committed after the successful attempt")
 }
 
 func TestDeliver_PermanentFailureIsDeadLetteredAtOnce(t *testing.T) {

@@ -2,9 +2,7 @@ package httpapi
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
-	"strings"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -51,8 +49,7 @@ func (h *handlers) flush(c *fiber.Ctx) error {
 }
 
 func (h *handlers) authorize(c *fiber.Ctx) error {
-	got, ok := strings.CutPrefix(c.Get(fiber.HeaderAuthorization), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(h.opts.AdminToken)) != 1 {
+	if !bearerIs(c, h.opts.AdminToken) {
 		return errUnauthorized
 	}
 	return c.Next()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/lullhq/lull/internal/buffer"
 	"github.com/lullhq/lull/internal/ingest"
+	"github.com/lullhq/lull/internal/jsonenc"
 )
 
 // Publisher makes an encoded envelope durable (a confirmed publish).
@@ -35,14 +36,35 @@ type Options struct {
 	Logger         *slog.Logger
 	Now            func() time.Time // tests only
 
+	// Limits bound each accepted message (METADATA_MAX_BYTES, MAX_BATCH_BYTES).
+	Limits ingest.Limits
 	// Rules marks messages that flush at once (IMMEDIATE_FLUSH[_<SOURCE>]).
 	Rules ingest.RuleSet
 	// Providers configures /webhook/<provider>.
 	Providers ProviderOptions
 
+	// Buffered reads a conversation's buffer level, checked against the
+	// caps below before a message is published (nil: no check). While Redis
+	// cannot answer, messages are taken: the cap bounds Redis, it is not a
+	// reason to refuse ingest when Redis is down.
+	Buffered            func(ctx context.Context, key string) (buffer.Level, error)
+	MaxBufferedMessages int64 // MAX_BUFFERED_MESSAGES
+	MaxBufferedBytes    int64 // MAX_BUFFERED_BYTES
+
+	// WebhookToken, when set, is required on POST /webhook (WEBHOOK_TOKEN),
+	// as a bearer token or in X-Lull-Token. DisableGeneric removes the
+	// route (WEBHOOK_GENERIC=false) for deployments fed only by providers.
+	WebhookToken   string
+	DisableGeneric bool
+
 	// The admin endpoints exist only when both are set.
 	AdminToken string
 	Admin      Admin
+
+	// PublishFailureLog aggregates the "publish failed" line: a broker
+	// that refuses everything, with senders retrying, would otherwise log
+	// a line per request. Nil: one line per second per Logger.
+	PublishFailureLog *LogThrottle
 }
 
 // ProviderBodyLimit is the least body size the provider endpoints accept,
@@ -81,6 +103,7 @@ func New(opts Options) *Server {
 		WriteTimeout:          10 * time.Second,
 		IdleTimeout:           60 * time.Second,
 		DisableStartupMessage: true,
+		JSONEncoder:           jsonenc.Marshal,
 		ErrorHandler:          errorHandler(opts.Logger),
 	})
 	srv := &Server{App: app}
@@ -92,7 +115,9 @@ func New(opts Options) *Server {
 	h := &handlers{opts: opts}
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	app.Get("/readyz", h.ready)
-	app.Post("/webhook", h.generic)
+	if !opts.DisableGeneric {
+		app.Post("/webhook", h.webhookToken, h.generic)
+	}
 	h.providers(app)
 	h.admin(app)
 	return srv
@@ -168,13 +193,24 @@ func (h *handlers) publish(ctx context.Context, envs []ingest.Envelope) error {
 	ctx, cancel := context.WithTimeout(ctx, h.opts.PublishTimeout)
 	defer cancel()
 	var order []string
-	byKey := map[string][]ingest.Envelope{}
+	byKey := map[string][]queued{}
+	// Every envelope is checked and encoded before the first publish, so a
+	// request with one bad message publishes nothing.
 	for _, env := range envs {
 		h.opts.Rules.Apply(&env)
+		body, err := h.opts.Limits.Prepare(env)
+		if err != nil {
+			return err
+		}
 		if _, ok := byKey[env.Key]; !ok {
 			order = append(order, env.Key)
 		}
-		byKey[env.Key] = append(byKey[env.Key], env)
+		byKey[env.Key] = append(byKey[env.Key], queued{env: env, body: body})
+	}
+	for _, key := range order {
+		if err := h.checkRoom(ctx, key); err != nil {
+			return err
+		}
 	}
 	var failed atomic.Bool
 	var wg sync.WaitGroup
@@ -184,8 +220,8 @@ func (h *handlers) publish(ctx context.Context, envs []ingest.Envelope) error {
 		wg.Add(1)
 		go func() {
 			defer func() { <-slots; wg.Done() }()
-			for _, env := range byKey[key] {
-				if err := h.publishOne(ctx, env); err != nil {
+			for _, q := range byKey[key] {
+				if err := h.publishOne(ctx, q.env, q.body); err != nil {
 					failed.Store(true)
 					return
 				}
@@ -199,16 +235,48 @@ func (h *handlers) publish(ctx context.Context, envs []ingest.Envelope) error {
 	return nil
 }
 
+// errFull: the conversation's buffer reached MAX_BUFFERED_MESSAGES or
+// MAX_BUFFERED_BYTES (its receiver is slow or down while the user keeps
+// writing). Answered 429 with Retry-After, for that conversation only.
+var errFull = errors.New("conversation buffer is full; retry later")
+
+// FullRetryAfterSeconds is what a 429 for a full conversation asks to wait.
+const FullRetryAfterSeconds = "5"
+
+// checkRoom refuses a message for a conversation whose buffer is at its
+// cap. Messages already accepted are always stored, so a buffer can pass
+// the cap only by what was in the queue for it when the cap was reached.
+func (h *handlers) checkRoom(ctx context.Context, key string) error {
+	if h.opts.Buffered == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	lvl, err := h.opts.Buffered(ctx, key)
+	if err != nil {
+		return nil // fail open: see Options.Buffered
+	}
+	if (h.opts.MaxBufferedMessages > 0 && lvl.Messages >= h.opts.MaxBufferedMessages) ||
+		(h.opts.MaxBufferedBytes > 0 && lvl.Bytes >= h.opts.MaxBufferedBytes) {
+		return errFull
+	}
+	return nil
+}
+
 // publishConcurrency bounds the conversations one request publishes at once.
 const publishConcurrency = 8
 
-func (h *handlers) publishOne(ctx context.Context, env ingest.Envelope) error {
-	body, err := env.Encode()
-	if err == nil {
-		err = h.opts.Publisher.Publish(ctx, env.Message.ID, body)
-	}
+// queued is an envelope with its checked queue body.
+type queued struct {
+	env  ingest.Envelope
+	body []byte
+}
+
+func (h *handlers) publishOne(ctx context.Context, env ingest.Envelope, body []byte) error {
+	err := h.opts.Publisher.Publish(ctx, env.Message.ID, body)
 	if err != nil {
-		h.opts.Logger.Warn("publish failed", "conversation", env.Key, "message_id", env.Message.ID, "err", err)
+		h.opts.publishFailureLog().Log(ctx, h.opts.Logger, slog.LevelWarn, "publish failed",
+			slog.String("conversation", env.Key), slog.String("message_id", env.Message.ID), slog.Any("err", err))
 	}
 	return err
 }
@@ -216,14 +284,31 @@ func (h *handlers) publishOne(ctx context.Context, env ingest.Envelope) error {
 func (h *handlers) ready(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), time.Second)
 	defer cancel()
-	broker := h.opts.Publisher.Ready()
-	redis := h.opts.RedisPing == nil || h.opts.RedisPing(ctx) == nil
+	// The reason tells an operator looking at a 503 what to fix: a
+	// blocked broker (memory or disk alarm), confirms that stopped coming
+	// (a half-open link), no connection, or Redis.
+	broker, brokerWhy := brokerHealth(h.opts.Publisher)
+	var reasons []string
+	if !broker {
+		reasons = append(reasons, "broker: "+brokerWhy)
+	}
+	redis := true
+	if h.opts.RedisPing != nil {
+		// The error itself (addresses, the URL's host) stays out of a
+		// body this port serves to anyone.
+		if err := h.opts.RedisPing(ctx); err != nil {
+			redis = false
+			reasons = append(reasons, "redis: not reachable")
+		}
+	}
+	body := fiber.Map{"ready": broker && redis, "broker": broker, "redis": redis}
 	status := fiber.StatusOK
 	if !broker || !redis {
 		status = fiber.StatusServiceUnavailable
 		c.Set(fiber.HeaderRetryAfter, RetryAfterSeconds)
+		body["reason"] = strings.Join(reasons, "; ")
 	}
-	return c.Status(status).JSON(fiber.Map{"ready": broker && redis, "broker": broker, "redis": redis})
+	return c.Status(status).JSON(body)
 }
 
 // identityOnly refuses compressed bodies: Fiber would inflate them without
@@ -257,6 +342,8 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 		switch {
 		case errors.As(err, &fe):
 			status, body = fiber.StatusUnprocessableEntity, fiber.Map{"error": fe.Error(), "field": fe.Field}
+		case errors.Is(err, ingest.ErrTooLarge):
+			status, body = fiber.StatusRequestEntityTooLarge, fiber.Map{"error": err.Error()}
 		case errors.Is(err, ingest.ErrMalformed):
 			status, body = fiber.StatusBadRequest, fiber.Map{"error": err.Error()}
 		case errors.Is(err, errEncoding):
@@ -269,6 +356,9 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 			status, body = fiber.StatusNotFound, fiber.Map{"error": "no such dead letter"}
 		case errors.Is(err, buffer.ErrBusy):
 			status, body = fiber.StatusConflict, fiber.Map{"error": "the conversation has a batch in flight; replay once it is delivered"}
+		case errors.Is(err, errFull):
+			status, body = fiber.StatusTooManyRequests, fiber.Map{"error": err.Error()}
+			c.Set(fiber.HeaderRetryAfter, FullRetryAfterSeconds)
 		case errors.Is(err, errUnavailable):
 			status, body = fiber.StatusServiceUnavailable, fiber.Map{"error": err.Error()}
 			c.Set(fiber.HeaderRetryAfter, RetryAfterSeconds)

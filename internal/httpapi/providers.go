@@ -1,17 +1,19 @@
 package httpapi
 
 import (
+	"errors"
 	"log/slog"
 	"mime"
-	"net/url"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/lullhq/lull/internal/ingest"
 	"github.com/lullhq/lull/internal/provider"
 	"github.com/lullhq/lull/internal/provider/evolution"
 	"github.com/lullhq/lull/internal/provider/twilio"
 	"github.com/lullhq/lull/internal/provider/whatsapp"
+	"github.com/lullhq/lull/internal/redact"
 )
 
 // ProviderOptions configures the provider webhooks under /webhook/<provider>
@@ -153,7 +155,10 @@ func (p *providerRoutes) evolution(c *fiber.Ctx) error {
 	return c.Status(fiber.StatusOK).JSON(fiber.Map{"status": "ok"})
 }
 
-// twilio takes one form-encoded message and answers empty TwiML.
+// twilio takes one form-encoded message and answers empty TwiML. The
+// signature is checked first, over the raw body (twilio.Authenticate): a
+// request that fails it is 403 whatever its body holds, and nothing reads a
+// field of the message before it passed.
 func (p *providerRoutes) twilio(c *fiber.Ctx) error {
 	token := p.h.opts.Providers.TwilioAuthToken
 	if token == "" {
@@ -162,14 +167,14 @@ func (p *providerRoutes) twilio(c *fiber.Ctx) error {
 	if mt, _, err := mime.ParseMediaType(c.Get(fiber.HeaderContentType)); err != nil || mt != fiber.MIMEApplicationForm {
 		return errFormRequired
 	}
-	form, err := url.ParseQuery(string(c.Body()))
-	if err != nil {
-		return fiber.NewError(fiber.StatusBadRequest, "malformed form body: "+err.Error())
-	}
 	signed := p.twilioURL(c)
-	if err := twilio.Verify(token, signed, form, c.Get(twilio.SignatureHeader)); err != nil {
-		p.h.opts.Logger.Warn("twilio webhook rejected", "err", err, "url", signed)
+	form, err := twilio.Authenticate(token, signed, c.Body(), c.Get(twilio.SignatureHeader))
+	switch {
+	case errors.Is(err, twilio.ErrSignature):
+		p.h.opts.Logger.Warn("twilio webhook rejected", "err", err, "url", redact.URL(signed))
 		return errTwilioSignature
+	case err != nil:
+		return fiber.NewError(fiber.StatusBadRequest, err.Error())
 	}
 	res, err := twilio.Parse(form, p.h.opts.Now())
 	if err != nil {
@@ -220,9 +225,13 @@ func (p *providerRoutes) publish(c *fiber.Ctx, source string, res provider.Resul
 		log.Debug("webhook items ignored", "source", source, "ignored", res.Ignored)
 	}
 	for i := range res.Envelopes {
+		e := &res.Envelopes[i]
+		// Each source has its own key space (and so its own dedupe): a
+		// generic unique_id can never name this conversation.
+		e.Key = ingest.ProviderKey(source, e.Key)
 		// A typing hint has no provider id, but every queued message needs
 		// one (it is the AMQP message id); nothing dedupes on it.
-		if e := &res.Envelopes[i]; e.Message.ID == "" {
+		if e.Message.ID == "" {
 			e.Message.ID = newID()
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/lullhq/lull/internal/httpapi"
 	"github.com/lullhq/lull/internal/ingest"
 	"github.com/lullhq/lull/internal/provider/evolution"
+	"github.com/lullhq/lull/internal/provider/twilio"
 	"github.com/lullhq/lull/internal/provider/whatsapp"
 	"github.com/lullhq/lull/internal/testenv"
 )
@@ -113,7 +114,7 @@ func TestWhatsApp_SignedBatchIsQueuedPerMessage(t *testing.T) {
 	require.Len(t, got, 2)
 	ids := map[string]string{}
 	for _, e := range got {
-		require.Equal(t, "200000000000002:BR.100000000000000001", e.Key)
+		require.Equal(t, "whatsapp:200000000000002:BR.100000000000000001", e.Key)
 		require.Equal(t, ingest.KindMessage, e.Kind)
 		ids[e.Message.ID] = e.Message.Type
 	}
@@ -195,7 +196,7 @@ func TestEvolution_MessagesAndTypingAreQueued(t *testing.T) {
 	}
 	got := map[string]ingest.Envelope{}
 	for _, e := range tb.queued(t) {
-		require.Equal(t, "bot-01:5511900000001@s.whatsapp.net", e.Key)
+		require.Equal(t, "evolution:bot-01:5511900000001@s.whatsapp.net", e.Key)
 		if e.Kind == ingest.KindTyping {
 			require.NotEmpty(t, e.Message.ID, "given an id for the queue")
 			e.Message.ID = ""
@@ -255,7 +256,7 @@ func TestTwilio_SignedMessageIsQueuedAndAnsweredWithTwiML(t *testing.T) {
 	got := tb.queued(t)
 	require.Len(t, got, 2, "queued twice; the worker dedupes on the MessageSid")
 	for _, e := range got {
-		require.Equal(t, "whatsapp:+15550001111:whatsapp:+5511900000001", e.Key)
+		require.Equal(t, "twilio:whatsapp:+15550001111:whatsapp:+5511900000001", e.Key)
 		require.Equal(t, "SM00000000000000000000000000000001", e.Message.ID)
 	}
 }
@@ -285,10 +286,53 @@ func TestTwilio_RejectedRequestsPublishNothing(t *testing.T) {
 		{"a parameter added", twilioPost("/webhook/twilio", body+"&Body=x", "X-Twilio-Signature", twilioSignature), 403},
 		{"other query", twilioPost("/webhook/twilio?x=1", body, "X-Twilio-Signature", twilioSignature), 403},
 		{"JSON", request(http.MethodPost, "/webhook/twilio", "application/json", `{}`, "X-Twilio-Signature", twilioSignature), 415},
-		{"malformed form", twilioPost("/webhook/twilio", "a=%zz", "X-Twilio-Signature", twilioSignature), 400},
+		{"malformed form, wrong signature", twilioPost("/webhook/twilio", "a=%zz", "X-Twilio-Signature", twilioSignature), 403},
 	}
 	for _, tt := range tests {
 		code, _, resp := status(t, tb, tt.req)
+		require.Equal(t, tt.status, code, "%s: %s", tt.name, resp)
+	}
+	require.Empty(t, tb.queued(t))
+}
+
+// The signature is checked before the body is interpreted: a request that
+// fails it is 403 whatever its body would have earned (400 for a bad
+// encoding, 422 from twilio.Parse), and only a signed one gets that far.
+func TestTwilio_SignatureIsCheckedBeforeTheBody(t *testing.T) {
+	tb := setup(t, testenv.AMQPURL(), configured)
+	const signedURL = "https://bot.example.com/webhook/twilio"
+	signedFor := func(body string) string {
+		params, _ := url.ParseQuery(body) // what decodes of it
+		return twilio.Signature(twilioToken, signedURL, params)
+	}
+	noFrom := "MessageSid=SM1&To=whatsapp%3A%2B15550001111&Body=oi"
+	badMedia := "MessageSid=SM2&From=whatsapp%3A%2B5511900000001&To=whatsapp%3A%2B15550001111&NumMedia=lots"
+	badEncoding := noFrom + "&x=%zz"
+	manyParams := strings.Repeat("a=1&", twilio.MaxParams) + "b=2"
+	wrong := signedFor("Body=something+else")
+	tests := []struct {
+		name   string
+		body   string
+		sig    string
+		status int
+	}{
+		{"bad encoding, wrong signature", badEncoding, wrong, 403},
+		{"bad encoding, no signature", badEncoding, "", 403},
+		{"no From, wrong signature", noFrom, wrong, 403},
+		{"bad NumMedia, wrong signature", badMedia, wrong, 403},
+		{"malformed signature", noFrom, "not-a-signature", 403},
+		{"too many parameters to be Twilio", manyParams, signedFor(manyParams), 403},
+		// Signed: now the body's own problems are reported.
+		{"no From, signed", noFrom, signedFor(noFrom), 422},
+		{"bad NumMedia, signed", badMedia, signedFor(badMedia), 422},
+		{"bad encoding, signed over what decodes", badEncoding, signedFor(badEncoding), 400},
+	}
+	for _, tt := range tests {
+		req := twilioPost("/webhook/twilio", tt.body)
+		if tt.sig != "" {
+			req.Header.Set("X-Twilio-Signature", tt.sig)
+		}
+		code, _, resp := status(t, tb, req)
 		require.Equal(t, tt.status, code, "%s: %s", tt.name, resp)
 	}
 	require.Empty(t, tb.queued(t))

@@ -111,6 +111,9 @@ func ParseGeneric(body []byte, receivedAt time.Time, newID func() string) (Envel
 	if key == "" {
 		return Envelope{}, fieldErr("unique_id", "is required")
 	}
+	if p := reservedPrefix(key); p != "" {
+		return Envelope{}, fieldErr("unique_id", "must not start with "+strconv.Quote(p)+": that prefix is the key space of a provider")
+	}
 	text, err := messageText(p.Message)
 	if err != nil {
 		return Envelope{}, err

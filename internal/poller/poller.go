@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lullhq/lull/internal/backoff"
+	"github.com/lullhq/lull/internal/batch"
 	"github.com/lullhq/lull/internal/buffer"
 )
 
@@ -18,13 +19,17 @@ type Options struct {
 	Owner    string        // this worker's id, recorded on its claims
 	Interval time.Duration // longest sleep between scans (default 1s)
 	Limit    int           // due conversations taken per shard and scan (default 100)
-	Logger   *slog.Logger
+	// RedisTimeout bounds every Redis call (default 2s). Without a deadline
+	// the client retries a call on a dead connection (its SCRIPT LOAD
+	// first) forever, and the poller hangs without a word.
+	RedisTimeout time.Duration
+	Logger       *slog.Logger
 }
 
 // Poller claims due batches and hands them to deliver.
 type Poller struct {
 	buf     *buffer.Buffer
-	deliver func(context.Context, buffer.Claim)
+	deliver func(context.Context, buffer.Claim) bool
 	opts    Options
 
 	mu     sync.Mutex
@@ -33,13 +38,18 @@ type Poller struct {
 }
 
 // New returns a Poller over buf; deliver is called for every claimed batch
-// and may block (the poller waits: that is its back pressure).
-func New(buf *buffer.Buffer, deliver func(context.Context, buffer.Claim), opts Options) *Poller {
+// and may block (the poller waits: that is its back pressure). It reports
+// whether it started a delivery: false when, say, this worker still runs
+// the same batch, whose lease ran out meanwhile.
+func New(buf *buffer.Buffer, deliver func(context.Context, buffer.Claim) bool, opts Options) *Poller {
 	if opts.Interval <= 0 {
 		opts.Interval = time.Second
 	}
 	if opts.Limit <= 0 {
 		opts.Limit = 100
+	}
+	if opts.RedisTimeout <= 0 {
+		opts.RedisTimeout = 2 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -140,7 +150,11 @@ func (p *Poller) sleep(ctx context.Context, timer *time.Timer) bool {
 // scan claims every due conversation. It returns when the next one is due
 // (zero: none) and whether a shard had more due than Limit.
 func (p *Poller) scan(ctx context.Context) (next time.Time, more bool, err error) {
-	sched, err := p.buf.Due(ctx, p.opts.Limit)
+	var sched []buffer.Schedule
+	err = p.call(ctx, func(ctx context.Context) (err error) {
+		sched, err = p.buf.Due(ctx, p.opts.Limit)
+		return err
+	})
 	if err != nil {
 		return time.Time{}, false, err
 	}
@@ -160,11 +174,20 @@ func (p *Poller) scan(ctx context.Context) (next time.Time, more bool, err error
 	if len(convs) == 0 {
 		return next, more, nil
 	}
-	gens, err := p.buf.Generations(ctx, convs)
+	var gens []string
+	err = p.call(ctx, func(ctx context.Context) (err error) {
+		gens, err = p.buf.Generations(ctx, convs)
+		return err
+	})
 	if err != nil {
 		return next, more, err
 	}
-	for i, o := range p.buf.FlushMany(ctx, convs, gens, p.opts.Owner) {
+	// A flush that timed out may still have claimed its batch; nobody
+	// delivers it then until its lease runs out and recover re-drives it.
+	flushCtx, cancel := context.WithTimeout(ctx, p.opts.RedisTimeout)
+	outs := p.buf.FlushMany(flushCtx, convs, gens, p.opts.Owner)
+	cancel()
+	for i, o := range outs {
 		switch {
 		case o.Err != nil:
 			p.opts.Logger.Warn("flush failed", "conversation", convs[i], "err", o.Err)
@@ -180,21 +203,41 @@ func (p *Poller) scan(ctx context.Context) (next time.Time, more bool, err error
 
 // recover re-drives batches whose lease expired: their worker died or hung.
 func (p *Poller) recover(ctx context.Context) error {
-	sched, err := p.buf.Expired(ctx, p.opts.Limit)
+	var sched []buffer.Schedule
+	err := p.call(ctx, func(ctx context.Context) (err error) {
+		sched, err = p.buf.Expired(ctx, p.opts.Limit)
+		return err
+	})
 	if err != nil {
 		return err
 	}
 	for _, s := range sched {
 		for _, d := range s.Due {
-			c, ok, err := p.buf.Reclaim(ctx, d.Key, p.opts.Owner)
+			var c buffer.Claim
+			var ok bool
+			err := p.call(ctx, func(ctx context.Context) (err error) {
+				c, ok, err = p.buf.Reclaim(ctx, d.Key, p.opts.Owner)
+				return err
+			})
 			if err != nil {
 				return err
 			}
-			if ok {
-				p.opts.Logger.Info("lease expired, re-driving batch", "conversation", c.Key, "generation", c.Generation, "attempt", c.Attempt)
-				p.deliver(ctx, c)
+			// deliver refuses a batch this worker still delivers (its lease
+			// ran out while Redis was failing, say): the delivery under way
+			// goes on, renewing the lease this reclaim gave it back.
+			if ok && p.deliver(ctx, c) {
+				p.opts.Logger.Info("lease expired, re-driving batch", "conversation", c.Key,
+					"batch_id", batch.ID(c.Key, c.Generation), "attempt", c.Attempt)
 			}
 		}
 	}
 	return nil
+}
+
+// call runs one Redis operation under RedisTimeout. Only the Redis call is
+// bounded: deliver gets the poller's own ctx, which a delivery outlives.
+func (p *Poller) call(ctx context.Context, op func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, p.opts.RedisTimeout)
+	defer cancel()
+	return op(ctx)
 }

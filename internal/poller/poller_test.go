@@ -23,12 +23,13 @@ func TestPollers_EachBurstClaimedOnceAcrossPollers(t *testing.T) {
 	})
 	var mu sync.Mutex
 	claims := map[string][]buffer.Claim{}
-	deliver := func(ctx context.Context, c buffer.Claim) {
+	deliver := func(ctx context.Context, c buffer.Claim) bool {
 		mu.Lock()
 		claims[c.Key] = append(claims[c.Key], c)
 		mu.Unlock()
 		_, err := buf.Commit(ctx, c)
 		require.NoError(t, err)
+		return true
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

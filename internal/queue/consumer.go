@@ -25,6 +25,10 @@ type ConsumerOptions struct {
 	DrainTimeout time.Duration
 	// Logger receives connection events. Default slog.Default().
 	Logger *slog.Logger
+	// Inbound configures the topology declared on every (re)connect (the
+	// dead-letter queue's retention, see InboundTopology). Its Logger
+	// defaults to Logger.
+	Inbound TopologyOptions
 }
 
 func (o *ConsumerOptions) setDefaults() {
@@ -113,15 +117,16 @@ func (c *Consumer) consume(ctx context.Context, handle func(Delivery)) (bool, er
 	}
 	defer conn.Close()
 	connClosed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	// On channels of its own: a refused declaration closes its channel.
+	if err := InboundTopology(c.ns, c.opts.Inbound.logTo(c.log))(conn); err != nil {
+		return false, err
+	}
 
 	ch, err := conn.Channel()
 	if err != nil {
 		return false, fmt.Errorf("open consumer channel: %w", err)
 	}
 	chClosed := ch.NotifyClose(make(chan *amqp.Error, 1))
-	if err := Declare(ch, c.ns); err != nil {
-		return false, err
-	}
 	// Quorum queues only support a per-consumer prefetch (global=false).
 	if err := ch.Qos(c.opts.Prefetch, 0, false); err != nil {
 		return false, fmt.Errorf("set prefetch %d: %w", c.opts.Prefetch, err)

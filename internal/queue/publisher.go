@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -14,7 +15,8 @@ import (
 var (
 	// ErrUnavailable means the broker did not take responsibility for a
 	// message: not connected, channel or connection closed, nack, confirm
-	// timeout, or no queue to route to. The caller may retry.
+	// timeout, the broker blocking the connection (a resource alarm), or no
+	// queue to route to. The caller may retry.
 	ErrUnavailable = errors.New("queue: broker unavailable")
 	// ErrClosed is returned by Publish after Close was called.
 	ErrClosed = errors.New("queue: publisher closed")
@@ -42,12 +44,21 @@ type PublisherOptions struct {
 	RoutingKey string
 	// Topology declares what the publisher sends to, on every (re)connect
 	// and again after a message came back unroutable. Default
-	// InboundTopology(ns).
+	// InboundTopology(ns, Inbound).
 	Topology Topology
+	// Inbound configures the default Topology (the dead-letter queue's
+	// retention); unused when Topology is set. Its Logger defaults to Logger.
+	Inbound TopologyOptions
 	// Name names the connection in the broker (rabbitmqctl
 	// list_connections client_properties, the management UI). Default
 	// "lull-publisher-<ns>".
 	Name string
+	// ProbeInterval is how long the publisher goes without a confirm
+	// before it checks the link itself, and how often it re-checks while
+	// confirms time out: a publisher nobody publishes through (an api its
+	// load balancer took out of rotation) must still find out that the
+	// broker is back, or that it stopped answering. Default 2s.
+	ProbeInterval time.Duration
 }
 
 func (o *PublisherOptions) setDefaults(ns string) {
@@ -64,10 +75,13 @@ func (o *PublisherOptions) setDefaults(ns string) {
 		o.RoutingKey = InboundQueue(ns)
 	}
 	if o.Topology == nil {
-		o.Topology = InboundTopology(ns)
+		o.Topology = InboundTopology(ns, o.Inbound.logTo(o.Logger))
 	}
 	if o.Name == "" {
 		o.Name = "lull-publisher-" + ns
+	}
+	if o.ProbeInterval <= 0 {
+		o.ProbeInterval = 2 * time.Second
 	}
 }
 
@@ -99,9 +113,26 @@ type Publisher struct {
 	lastErr  error          // why the last connect failed, while not connected
 	inflight sync.WaitGroup // Publish calls between admission and return
 
+	// stalled is set when a confirm did not come within ConfirmTimeout
+	// and cleared by the next confirm that does: a half-open link keeps
+	// the connection "up" for a heartbeat timeout while nothing arrives.
+	stalled     atomic.Bool
+	lastConfirm atomic.Int64 // unix nanoseconds of the latest timely ack
+	probing     atomic.Bool  // a probe is under way
+
 	redeclare chan struct{} // a message came back unroutable
 	stop      context.CancelFunc
 	loopDone  chan struct{}
+}
+
+// Health is whether a Publisher can take messages now and, when not, why.
+type Health struct {
+	Ready bool `json:"ready"`
+	// Reason is empty when Ready, else one of "closed", "disconnected",
+	// "blocked: <the broker's reason>" (a resource alarm, e.g. "blocked:
+	// low on memory") or "confirm timeout" (the broker stopped confirming:
+	// a half-open link or a stuck node).
+	Reason string `json:"reason,omitempty"`
 }
 
 // NewPublisher starts a Publisher for namespace ns. It does not wait for the
@@ -127,11 +158,28 @@ func NewPublisher(ctx context.Context, url, ns string, opts PublisherOptions) (*
 	return p, nil
 }
 
-// Ready reports whether the publisher is connected with its channels open.
-func (p *Publisher) Ready() bool {
+// Ready reports whether a Publish now can be expected to succeed: connected
+// with its channels open, not blocked by the broker and not waiting in vain
+// for confirms. Health says why not.
+func (p *Publisher) Ready() bool { return p.Health().Ready }
+
+// Health reports whether the publisher is ready and, when not, why.
+func (p *Publisher) Health() Health {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.sess != nil && !p.closed
+	switch {
+	case p.closed:
+		return Health{Reason: "closed"}
+	case p.sess == nil:
+		return Health{Reason: "disconnected"}
+	}
+	if reason, _ := p.sess.blockState(); reason != "" {
+		return Health{Reason: "blocked: " + reason}
+	}
+	if p.stalled.Load() {
+		return Health{Reason: "confirm timeout"}
+	}
+	return Health{Ready: true}
 }
 
 // Publish sends body as a persistent JSON message with id messageID and
@@ -176,6 +224,13 @@ func (p *Publisher) PublishMessage(ctx context.Context, msg amqp.Publishing) err
 		}
 		return fmt.Errorf("publish %s: not connected: %w", messageID, ErrUnavailable)
 	}
+	// A blocked connection is not read by the broker until the alarm
+	// clears: refuse now rather than let the caller wait ConfirmTimeout
+	// for a confirm that cannot come.
+	reason, blocked := s.blockState()
+	if reason != "" {
+		return blockedErr(messageID, reason)
+	}
 	tctx, cancel := context.WithTimeout(ctx, p.opts.ConfirmTimeout)
 	defer cancel()
 
@@ -184,9 +239,12 @@ func (p *Publisher) PublishMessage(ctx context.Context, msg amqp.Publishing) err
 	case pc = <-s.pool:
 	case <-s.dead:
 		return fmt.Errorf("publish %s: connection lost: %w", messageID, ErrUnavailable)
+	case <-blocked:
+		return blockedErr(messageID, s.blockReason())
 	case <-tctx.Done():
 		return p.timeoutErr(ctx, messageID, "waiting for a channel")
 	}
+	sent := time.Now()
 	dc, err := pc.ch.PublishWithDeferredConfirmWithContext(tctx, p.opts.Exchange, p.opts.RoutingKey, true, false, msg)
 	s.pool <- pc // never blocks: the pool has room for every channel
 	if err != nil {
@@ -195,14 +253,25 @@ func (p *Publisher) PublishMessage(ctx context.Context, msg amqp.Publishing) err
 		}
 		return fmt.Errorf("publish %s: %w: %w", messageID, ErrUnavailable, err)
 	}
-	acked, err := dc.WaitContext(tctx)
-	if err != nil || !acked {
+	select {
+	case <-dc.Done():
+	case <-blocked:
+		// Blocked while in flight: the broker may still store the message
+		// once the alarm clears, and the sender's retry is deduplicated by
+		// message id, so answering now loses nothing.
+		p.settleLater(s, pc, dc, messageID, sent)
+		return blockedErr(messageID, s.blockReason())
+	case <-tctx.Done():
+		p.settleLater(s, pc, dc, messageID, sent)
+		return p.timeoutErr(ctx, messageID, "waiting for confirm")
+	}
+	acked := dc.Acked()
+	if !acked {
 		// A return that came for this message must not be taken for a
 		// later publish of the same id.
 		pc.takeReturned(messageID)
-	}
-	if err != nil {
-		return p.timeoutErr(ctx, messageID, "waiting for confirm")
+	} else {
+		p.confirmed()
 	}
 	if !acked {
 		// amqp091-go resolves pending confirms as nacks when the channel
@@ -220,6 +289,55 @@ func (p *Publisher) PublishMessage(ctx context.Context, msg amqp.Publishing) err
 		return fmt.Errorf("publish %s: %s: %w: %w", messageID, p.opts.target(), ErrUnroutable, ErrUnavailable)
 	}
 	return nil
+}
+
+func blockedErr(messageID, reason string) error {
+	return fmt.Errorf("publish %s: broker blocked the connection (%s): %w", messageID, reason, ErrUnavailable)
+}
+
+// settleLater follows a confirm its Publish stopped waiting for (the
+// caller's deadline, ConfirmTimeout, or a block). If it does not come within
+// ConfirmTimeout of the send, the publisher is marked stalled (unless the
+// broker blocks the connection, which explains the silence): the api's
+// deadline equals ConfirmTimeout and ends the wait a moment before ours, so
+// only watching the confirm itself tells a caller in a hurry from a broker
+// that does not answer. Once the confirm is settled (late, or nacked when the
+// channel closes; every pending one is settled then), a return it may have
+// left is dropped, so it is not taken for a later publish of the same id.
+func (p *Publisher) settleLater(s *pubSession, pc *pubChannel, dc *amqp.DeferredConfirmation, messageID string, sent time.Time) {
+	go func() {
+		late := time.NewTimer(time.Until(sent.Add(p.opts.ConfirmTimeout)))
+		defer late.Stop()
+		select {
+		case <-dc.Done():
+			if dc.Acked() {
+				p.confirmed()
+			}
+		case <-late.C:
+			if s.blockReason() == "" {
+				p.confirmTimedOut()
+			}
+			// A late ack proves nothing about the next publish: it stays
+			// stalled until a confirm comes in time.
+			<-dc.Done()
+		}
+		pc.takeReturned(messageID)
+	}()
+}
+
+// confirmed records a confirm that came within ConfirmTimeout.
+func (p *Publisher) confirmed() {
+	p.lastConfirm.Store(time.Now().UnixNano())
+	if p.stalled.CompareAndSwap(true, false) {
+		p.log.Info("publisher confirms arrive again")
+	}
+}
+
+func (p *Publisher) confirmTimedOut() {
+	if p.stalled.CompareAndSwap(false, true) {
+		p.log.Warn("publisher confirm timed out; not ready until a confirm arrives in time",
+			slog.Duration("confirm_timeout", p.opts.ConfirmTimeout))
+	}
 }
 
 func (p *Publisher) timeoutErr(ctx context.Context, messageID, what string) error {

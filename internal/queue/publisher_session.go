@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -21,6 +22,74 @@ type pubSession struct {
 	dead     chan struct{} // closed when the session died
 	killOnce sync.Once
 	reason   error
+
+	blockMu sync.Mutex
+	// blocked is the broker's reason while it blocks the connection
+	// (connection.blocked, sent under a memory or disk alarm), else "".
+	blocked string
+	// blockedC is closed when a block begins, so Publish calls waiting
+	// for a channel or a confirm give up at once; unblock replaces it.
+	blockedC chan struct{}
+}
+
+func newPubSession(conn *amqp.Connection, channels int) *pubSession {
+	return &pubSession{
+		conn:     conn,
+		pool:     make(chan *pubChannel, channels),
+		dead:     make(chan struct{}),
+		blockedC: make(chan struct{}),
+	}
+}
+
+// blockState returns the broker's reason while the connection is blocked
+// (else ""), and a channel closed when the next block begins.
+func (s *pubSession) blockState() (string, <-chan struct{}) {
+	s.blockMu.Lock()
+	defer s.blockMu.Unlock()
+	return s.blocked, s.blockedC
+}
+
+func (s *pubSession) blockReason() string {
+	r, _ := s.blockState()
+	return r
+}
+
+// setBlocked records connection.blocked (reason) or unblocked (""), and
+// reports whether that changed the state.
+func (s *pubSession) setBlocked(reason string) bool {
+	s.blockMu.Lock()
+	defer s.blockMu.Unlock()
+	was := s.blocked != ""
+	s.blocked = reason
+	switch {
+	case reason != "" && !was:
+		close(s.blockedC)
+	case reason == "" && was:
+		s.blockedC = make(chan struct{})
+	}
+	return was != (reason != "")
+}
+
+// watchBlocked follows connection.blocked and connection.unblocked. The
+// broker sends them only to a connection that publishes while an alarm is
+// on, which is one reason the publisher probes when idle. amqp091-go closes
+// notify when the connection closes, ending the goroutine.
+func (p *Publisher) watchBlocked(s *pubSession, notify chan amqp.Blocking) {
+	go func() {
+		for b := range notify {
+			if b.Active {
+				reason := b.Reason
+				if reason == "" {
+					reason = "no reason given"
+				}
+				if s.setBlocked(reason) {
+					p.log.Warn("publisher blocked by the broker; refusing publishes until it unblocks", slog.String("reason", reason))
+				}
+			} else if s.setBlocked("") {
+				p.log.Info("publisher unblocked by the broker")
+			}
+		}
+	}()
 }
 
 func (s *pubSession) kill(reason error) {
@@ -91,8 +160,9 @@ func (p *Publisher) connect(ctx context.Context) (*pubSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &pubSession{conn: conn, pool: make(chan *pubChannel, p.opts.Channels), dead: make(chan struct{})}
+	s := newPubSession(conn, p.opts.Channels)
 	s.watch("connection", conn.NotifyClose(make(chan *amqp.Error, 1)))
+	p.watchBlocked(s, conn.NotifyBlocked(make(chan amqp.Blocking, 1)))
 	if err := p.opts.Topology(conn); err != nil {
 		_ = conn.Close()
 		return nil, err
@@ -146,14 +216,24 @@ func (p *Publisher) loop(ctx context.Context) {
 }
 
 // serve waits until the session dies (true) or ctx ends (false), meanwhile
-// re-declaring the topology when a message came back unroutable.
+// re-declaring the topology when a message came back unroutable and
+// probing the link when no confirm came for ProbeInterval.
 func (p *Publisher) serve(ctx context.Context, s *pubSession) bool {
+	tick := time.NewTicker(p.opts.ProbeInterval)
+	defer tick.Stop()
+	// A publisher that was stalled on the last connection is ready on this
+	// one only after a confirm: find out now, not a tick later.
+	if p.stalled.Load() {
+		p.maybeProbe(ctx, s)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return false
 		case <-s.dead:
 			return true
+		case <-tick.C:
+			p.maybeProbe(ctx, s)
 		case <-p.redeclare:
 			if err := p.opts.Topology(s.conn); err != nil {
 				p.log.Error("publisher re-declare failed", slog.Any("error", err))
@@ -170,4 +250,98 @@ func (p *Publisher) setSession(s *pubSession, why error) {
 	p.mu.Lock()
 	p.sess, p.lastErr = s, why
 	p.mu.Unlock()
+}
+
+// probeRoutingKey routes nowhere: no client may declare a queue whose name
+// starts with "amq.", so a probe published to it through the default
+// exchange (non-mandatory) is dropped, and confirmed, by the broker.
+const probeRoutingKey = "amq.lull.probe"
+
+// maybeProbe starts a probe unless one is under way, the broker blocks the
+// connection (it tells when that ends), or a confirm came recently.
+func (p *Publisher) maybeProbe(ctx context.Context, s *pubSession) {
+	if reason, _ := s.blockState(); reason != "" {
+		return
+	}
+	if !p.stalled.Load() && time.Since(time.Unix(0, p.lastConfirm.Load())) < p.opts.ProbeInterval {
+		return
+	}
+	if !p.probing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer p.probing.Store(false)
+		p.probe(ctx, s)
+	}()
+}
+
+// probe checks the link the way Publish uses it. Where the target is the
+// default exchange (the inbound queue), it publishes a confirmed message
+// that routes nowhere: a publish is also what makes a broker under an alarm
+// send connection.blocked. Other targets (the sinks' exchanges) might route
+// any message to a consumer, and the user may not write to the default
+// exchange, so there a channel open and close is the round trip.
+func (p *Publisher) probe(ctx context.Context, s *pubSession) {
+	tctx, cancel := context.WithTimeout(ctx, p.opts.ConfirmTimeout)
+	defer cancel()
+	_, blocked := s.blockState()
+	done := make(chan bool, 1) // whether the broker answered in time
+	go func() {
+		if p.opts.Exchange != "" {
+			// Channel takes no context; closing the connection (session
+			// death, Close) ends it.
+			ch, err := s.conn.Channel()
+			if err == nil {
+				err = ch.Close()
+			}
+			done <- err == nil
+			return
+		}
+		var pc *pubChannel
+		select {
+		case pc = <-s.pool:
+		case <-tctx.Done():
+			done <- false
+			return
+		}
+		dc, err := pc.ch.PublishWithDeferredConfirmWithContext(tctx, "", probeRoutingKey, false, false, amqp.Publishing{
+			MessageId: "lull-probe", Timestamp: time.Now(), Body: []byte("{}"),
+		})
+		s.pool <- pc
+		if err != nil {
+			done <- false
+			return
+		}
+		select {
+		case <-dc.Done():
+			done <- dc.Acked()
+		case <-tctx.Done():
+			done <- false
+		}
+	}()
+	select {
+	case ok := <-done:
+		if ok {
+			p.confirmed()
+			return
+		}
+	case <-tctx.Done():
+	case <-blocked:
+		// The block explains the silence; unblock or the next probe tells
+		// whether confirms come again.
+		return
+	case <-s.dead:
+		return
+	}
+	// Only a broker that did not answer within ConfirmTimeout counts: not
+	// a session that died meanwhile (the loop reconnects and says
+	// "disconnected") nor a Close.
+	if ctx.Err() == nil && tctx.Err() != nil {
+		select {
+		case <-s.dead:
+		case <-blocked:
+		default:
+			p.confirmTimedOut()
+		}
+	}
 }

@@ -33,12 +33,6 @@ func OnChannel(declare func(ch *amqp.Channel) error) Topology {
 	}
 }
 
-// InboundTopology is the topology of namespace ns (see Declare): what the
-// api's Publisher declares by default.
-func InboundTopology(ns string) Topology {
-	return OnChannel(func(ch *amqp.Channel) error { return Declare(ch, ns) })
-}
-
 // FanoutTopology declares exchange as a durable fanout exchange and, when
 // queueName is not empty, a durable quorum queue of that name bound to it,
 // so messages are kept even before any consumer bound a queue of its own.

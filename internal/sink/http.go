@@ -14,6 +14,7 @@ import (
 
 	"github.com/lullhq/lull/internal/batch"
 	"github.com/lullhq/lull/internal/hmacsig"
+	"github.com/lullhq/lull/internal/redact"
 )
 
 // HTTP request headers the http sink sends with every batch.
@@ -67,10 +68,10 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 	}
 	u, err := url.Parse(opts.URL)
 	if err != nil {
-		return nil, fmt.Errorf("http sink: URL: %w", err)
+		return nil, fmt.Errorf("http sink: URL %q: not a URL", redact.URL(opts.URL))
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("http sink: URL %q: want an absolute http:// or https:// URL", u.Redacted())
+		return nil, fmt.Errorf("http sink: URL %q: want an absolute http:// or https:// URL", redact.URL(opts.URL))
 	}
 	if opts.Timeout < 0 {
 		return nil, fmt.Errorf("http sink: Timeout %s: must not be negative", opts.Timeout)
@@ -88,7 +89,7 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &HTTP{
 		url:      opts.URL,
-		redacted: u.Redacted(),
+		redacted: redact.URL(opts.URL), // a token in the query must not reach logs or dead letters
 		secret:   opts.Secret,
 		timeout:  timeout,
 		client:   &client,

@@ -270,7 +270,7 @@ func TestHTTP_ErrorsRedactPassword(t *testing.T) {
 	err = h.Deliver(context.Background(), b, body)
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "hunter2")
-	require.Contains(t, err.Error(), "user:xxxxx@")
+	require.Contains(t, err.Error(), "http://xxxxx@", "the whole userinfo is masked")
 }
 
 func TestNewHTTP_Validates(t *testing.T) {
@@ -382,4 +382,32 @@ func FuzzVerifySignature(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestHTTP_ErrorsDoNotShowTheURLsSecrets: a token in CALLBACK_URL's query
+// (or userinfo) never reaches an error, so neither a log line nor a dead
+// letter's error holds it.
+func TestHTTP_ErrorsDoNotShowTheURLsSecrets(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(status(http.StatusServiceUnavailable))
+	t.Cleanup(srv.Close)
+	b, body := sampleBatch(t)
+	for _, url := range []string{
+		srv.URL + "/hook?token=hunter2",
+		strings.Replace(srv.URL, "http://", "http://bot:hunter2@", 1) + "/hook",
+	} {
+		h, err := NewHTTP(HTTPOptions{URL: url})
+		require.NoError(t, err)
+		err = h.Deliver(context.Background(), b, body)
+		require.Error(t, err)
+		require.NotContains(t, err.Error(), "hunter2")
+	}
+	srv.Close()
+	h, err := NewHTTP(HTTPOptions{URL: srv.URL + "/hook?token=hunter2"})
+	require.NoError(t, err)
+	err = h.Deliver(context.Background(), b, body)
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "hunter2", "network errors too")
+	_, err = NewHTTP(HTTPOptions{URL: "ftp://bot:hunter2@x/?token=hunter2"})
+	require.NotContains(t, err.Error(), "hunter2")
 }

@@ -8,7 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -16,8 +16,13 @@ import (
 // ErrAuth means a webhook request failed the configured authentication.
 var ErrAuth = errors.New("evolution: unauthorized")
 
-// Leeway is the clock skew allowed when checking a JWT's exp and nbf.
+// Leeway is the clock skew allowed when checking a JWT's exp, nbf and iat.
 const Leeway = 30 * time.Second
+
+// MaxExpiry is how far in the future a JWT's exp may lie (give or take
+// Leeway). Evolution sets it ten minutes after issue; a token valid for much
+// longer, as from a leaked key, could be replayed for that long.
+const MaxExpiry = time.Hour
 
 // Auth is the optional authentication of Evolution's webhooks
 // (webhook-formats.md §2.2): a static header configured on the instance's
@@ -68,7 +73,11 @@ func (a Auth) Verify(header func(name string) string, now time.Time) error {
 // say alg HS256 (nothing else is accepted, "none" included), the signature
 // must match (constant-time), exp is required (Evolution always sets it,
 // ten minutes after issue; a token without one could be replayed forever)
-// and, like nbf when present, must hold at now give or take Leeway.
+// and, like nbf when present, must hold at now give or take Leeway; exp may
+// lie at most MaxExpiry ahead, and iat, when present, not in the future.
+// exp, nbf and iat must be integer NumericDates (Unix seconds, as Evolution
+// writes them): a fraction, an exponent, a string or a value beyond int64
+// is refused, never rounded.
 func VerifyJWT(token string, key []byte, now time.Time) error {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
@@ -93,8 +102,9 @@ func VerifyJWT(token string, key []byte, now time.Time) error {
 		return fmt.Errorf("%w: JWT signature does not match", ErrAuth)
 	}
 	var claims struct {
-		Exp *float64 `json:"exp"`
-		Nbf *float64 `json:"nbf"`
+		Exp json.RawMessage `json:"exp"`
+		Nbf json.RawMessage `json:"nbf"`
+		Iat json.RawMessage `json:"iat"`
 	}
 	if err := decodePart(parts[1], &claims); err != nil {
 		return fmt.Errorf("%w: JWT claims: %v", ErrAuth, err)
@@ -102,13 +112,47 @@ func VerifyJWT(token string, key []byte, now time.Time) error {
 	if claims.Exp == nil {
 		return fmt.Errorf("%w: JWT has no exp", ErrAuth)
 	}
-	if now.After(unix(*claims.Exp).Add(Leeway)) {
+	exp, err := numericDate("exp", claims.Exp)
+	if err != nil {
+		return err
+	}
+	// Compared in whole seconds first, so no time arithmetic ever sees an
+	// absurd value: nowSec + a few thousand cannot overflow.
+	nowSec, leeway := now.Unix(), int64(Leeway/time.Second)
+	if exp > nowSec+int64(MaxExpiry/time.Second)+leeway {
+		return fmt.Errorf("%w: JWT exp is more than %s ahead", ErrAuth, MaxExpiry)
+	}
+	if now.After(time.Unix(exp, 0).Add(Leeway)) {
 		return fmt.Errorf("%w: JWT expired", ErrAuth)
 	}
-	if claims.Nbf != nil && now.Add(Leeway).Before(unix(*claims.Nbf)) {
-		return fmt.Errorf("%w: JWT not valid yet", ErrAuth)
+	if claims.Nbf != nil {
+		nbf, err := numericDate("nbf", claims.Nbf)
+		if err != nil {
+			return err
+		}
+		if nbf > nowSec+leeway {
+			return fmt.Errorf("%w: JWT not valid yet", ErrAuth)
+		}
+	}
+	if claims.Iat != nil {
+		iat, err := numericDate("iat", claims.Iat)
+		if err != nil {
+			return err
+		}
+		if iat > nowSec+leeway {
+			return fmt.Errorf("%w: JWT issued in the future", ErrAuth)
+		}
 	}
 	return nil
+}
+
+// numericDate reads claim name as an integer NumericDate (Unix seconds).
+func numericDate(name string, raw json.RawMessage) (int64, error) {
+	v, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: JWT %s is not an integer NumericDate", ErrAuth, name)
+	}
+	return v, nil
 }
 
 // SignJWT makes the token Evolution would send (tests and tools).
@@ -133,13 +177,4 @@ func decodePart(part string, v any) error {
 		return errors.New("not a JSON object with the expected types")
 	}
 	return nil
-}
-
-// unix turns NumericDate seconds into a time, saturating far outside the
-// range any token uses.
-func unix(sec float64) time.Time {
-	const limit = 1 << 40
-	sec = math.Max(-limit, math.Min(limit, sec))
-	whole, frac := math.Modf(sec)
-	return time.Unix(int64(whole), int64(frac*1e9))
 }

@@ -2,6 +2,9 @@ package evolution_test
 
 import (
 	"encoding/base64"
+	"encoding/json"
+	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +120,51 @@ func TestParseHeader(t *testing.T) {
 	for _, bad := range []string{"", "novalue", ":v", "n:"} {
 		_, _, err := evolution.ParseHeader(bad)
 		require.Error(t, err, bad)
+	}
+}
+
+func TestVerifyJWT_TimeClaimsAreBounded(t *testing.T) {
+	t.Parallel()
+	at := now.Unix()
+	claims := func(kv ...any) map[string]any {
+		m := map[string]any{"app": "evolution", "action": "webhook"}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i].(string)] = kv[i+1]
+		}
+		return m
+	}
+	maxAhead := int64((evolution.MaxExpiry + evolution.Leeway) / time.Second)
+	tests := []struct {
+		name   string
+		claims map[string]any
+		ok     bool
+	}{
+		{"exp 10^300", claims("exp", 1e300), false},
+		{"exp -10^300", claims("exp", -1e300), false},
+		{"exp beyond int64", claims("exp", json.Number("99999999999999999999")), false},
+		{"exp max int64", claims("exp", int64(math.MaxInt64)), false},
+		{"exp min int64", claims("exp", int64(math.MinInt64)), false},
+		{"exp two hours ahead", claims("exp", at+7200), false},
+		{"exp just past the cap", claims("exp", at+maxAhead+1), false},
+		{"exp at the cap", claims("exp", at+maxAhead), true},
+		{"exp an hour ahead", claims("exp", at+3600), true},
+		{"exp with a fraction", claims("exp", float64(at)+600.5), false},
+		{"exp in exponent form", claims("exp", json.Number("1.7000006e9")), false},
+		{"exp as a numeric string", claims("exp", strconv.FormatInt(at+600, 10)), false},
+		{"exp null", claims("exp", nil), false},
+		{"iat in the future", claims("iat", at+120, "exp", at+600), false},
+		{"iat within the skew", claims("iat", at+int64(evolution.Leeway/time.Second), "exp", at+600), true},
+		{"iat 10^300", claims("iat", 1e300, "exp", at+600), false},
+		{"iat not an integer", claims("iat", float64(at)+0.5, "exp", at+600), false},
+		{"nbf 10^300", claims("nbf", 1e300, "exp", at+600), false},
+		{"nbf past", claims("nbf", at-60, "exp", at+600), true},
+	}
+	for _, tt := range tests {
+		err := evolution.VerifyJWT(sign(t, tt.claims, jwtKey), jwtKey, now)
+		if tt.ok {
+			require.NoError(t, err, tt.name)
+		} else {
+			require.ErrorIs(t, err, evolution.ErrAuth, tt.name)
+		}
 	}
 }

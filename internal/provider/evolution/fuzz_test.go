@@ -4,6 +4,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -40,6 +42,40 @@ func FuzzVerifyJWT(f *testing.F) {
 		sig, err := base64.RawURLEncoding.DecodeString(parts[2])
 		if err != nil || !hmac.Equal(sig, mac.Sum(nil)) {
 			t.Fatalf("accepted a token whose signature is not the HMAC: %q", token)
+		}
+	})
+}
+
+// FuzzVerifyJWTClaims signs arbitrary claims: whatever is accepted has an
+// integer exp no more than MaxExpiry (plus Leeway) ahead and not expired.
+func FuzzVerifyJWTClaims(f *testing.F) {
+	f.Add(`{"iat":1700000000,"exp":1700000600}`)
+	f.Add(`{"exp":1e300}`)
+	f.Add(`{"exp":1700000600.5,"nbf":-1e308}`)
+	f.Add(`{"exp":99999999999999999999,"iat":"x"}`)
+	f.Fuzz(func(t *testing.T, claims string) {
+		unsigned := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256"}`)) + "." +
+			base64.RawURLEncoding.EncodeToString([]byte(claims))
+		mac := hmac.New(sha256.New, jwtKey)
+		mac.Write([]byte(unsigned))
+		token := unsigned + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+		if evolution.VerifyJWT(token, jwtKey, now) != nil {
+			return
+		}
+		var c struct {
+			Exp json.RawMessage `json:"exp"`
+		}
+		if err := json.Unmarshal([]byte(claims), &c); err != nil {
+			t.Fatalf("accepted claims that are not JSON: %q", claims)
+		}
+		exp, err := strconv.ParseInt(string(c.Exp), 10, 64)
+		if err != nil {
+			t.Fatalf("accepted a non-integer exp: %q", claims)
+		}
+		lo := now.Add(-evolution.Leeway).Unix()
+		hi := now.Add(evolution.MaxExpiry + evolution.Leeway).Unix()
+		if exp < lo || exp > hi {
+			t.Fatalf("accepted exp %d outside [%d, %d]", exp, lo, hi)
 		}
 	})
 }

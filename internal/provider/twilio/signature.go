@@ -1,6 +1,7 @@
 package twilio
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha1" //nolint:gosec // Twilio's signature is HMAC-SHA1 by definition.
 	"crypto/subtle"
@@ -18,12 +19,30 @@ const SignatureHeader = "X-Twilio-Signature"
 // ErrSignature means a request is not signed with the account's auth token.
 var ErrSignature = errors.New("twilio: invalid signature")
 
+// ErrForm means a correctly signed body is not a valid form encoding (some
+// of it did not decode, so that part is not covered by the signature).
+var ErrForm = errors.New("twilio: malformed form body")
+
+// MaxParams bounds the form parameters Authenticate decodes. Twilio sends a
+// few dozen (MediaUrl0-9 and MediaContentType0-9 included); a body with more
+// cannot be a Twilio webhook, and is refused before any of it is decoded.
+const MaxParams = 1000
+
+// sigLen is the length of a well-formed X-Twilio-Signature: base64 (with
+// padding) of a 20-byte HMAC-SHA1.
+const sigLen = 28
+
 // Signature is X-Twilio-Signature for a form POST (webhook-formats.md §3.2):
 // base64(HMAC-SHA1(auth token, full URL + every parameter name, in sorted
 // order, followed by each of its values, sorted)).
 func Signature(authToken, fullURL string, params url.Values) string {
+	return sign(authToken, fullURL, canonical(params))
+}
+
+// canonical is the signed form of params: every name, in sorted order,
+// followed by each of its values, sorted.
+func canonical(params url.Values) string {
 	var b strings.Builder
-	b.WriteString(fullURL)
 	names := make([]string, 0, len(params))
 	for k := range params {
 		names = append(names, k)
@@ -37,9 +56,48 @@ func Signature(authToken, fullURL string, params url.Values) string {
 			b.WriteString(v)
 		}
 	}
+	return b.String()
+}
+
+func sign(authToken, fullURL, canonicalParams string) string {
 	mac := hmac.New(sha1.New, []byte(authToken))
-	mac.Write([]byte(b.String()))
+	mac.Write([]byte(fullURL))
+	mac.Write([]byte(canonicalParams))
 	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// Authenticate checks a webhook request before anything interprets it: body
+// is the raw request body, sig its X-Twilio-Signature, fullURL the URL Twilio
+// requested. It refuses, with ErrSignature, a missing or malformed signature
+// and a body of more than MaxParams parameters before decoding any of it;
+// otherwise it decodes the body's form parameters (url.ParseQuery: only the
+// percent-decoding the signature is defined over) and checks the signature
+// against them. Only a request that passes gets its parameters back; one that
+// passes although part of the body did not decode is ErrForm.
+func Authenticate(authToken, fullURL string, body []byte, sig string) (url.Values, error) {
+	if authToken == "" {
+		return nil, fmt.Errorf("%w: no auth token is configured", ErrSignature)
+	}
+	if sig == "" {
+		return nil, fmt.Errorf("%w: %s is missing", ErrSignature, SignatureHeader)
+	}
+	if len(sig) != sigLen {
+		return nil, fmt.Errorf("%w: %s is not a base64 HMAC-SHA1", ErrSignature, SignatureHeader)
+	}
+	if raw, err := base64.StdEncoding.DecodeString(sig); err != nil || len(raw) != sha1.Size {
+		return nil, fmt.Errorf("%w: %s is not a base64 HMAC-SHA1", ErrSignature, SignatureHeader)
+	}
+	if n := bytes.Count(body, []byte("&")) + 1; n > MaxParams {
+		return nil, fmt.Errorf("%w: %d form parameters, more than a Twilio webhook has (%d)", ErrSignature, n, MaxParams)
+	}
+	params, formErr := url.ParseQuery(string(body))
+	if err := Verify(authToken, fullURL, params, sig); err != nil {
+		return nil, err
+	}
+	if formErr != nil {
+		return nil, fmt.Errorf("%w: %v", ErrForm, formErr)
+	}
+	return params, nil
 }
 
 // Verify checks sig against the URL Twilio requested and the form's
@@ -53,8 +111,9 @@ func Verify(authToken, fullURL string, params url.Values, sig string) error {
 	if sig == "" {
 		return fmt.Errorf("%w: %s is missing", ErrSignature, SignatureHeader)
 	}
+	signed := canonical(params)
 	for _, u := range urlVariants(fullURL) {
-		want := Signature(authToken, u, params)
+		want := sign(authToken, u, signed)
 		if subtle.ConstantTimeCompare([]byte(want), []byte(sig)) == 1 {
 			return nil
 		}

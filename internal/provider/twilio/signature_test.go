@@ -2,6 +2,7 @@ package twilio_test
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -62,5 +63,64 @@ func TestVerify(t *testing.T) {
 		} else {
 			require.ErrorIs(t, err, twilio.ErrSignature, tt.name)
 		}
+	}
+}
+
+func TestAuthenticate(t *testing.T) {
+	t.Parallel()
+	body := providertest.Fixtures(t, "text_doc.txt")["text_doc"]
+	params := form(t, body)
+
+	got, err := twilio.Authenticate(docToken, docURL, body, docSignature)
+	require.NoError(t, err)
+	require.Equal(t, params, got)
+	got, err = twilio.Authenticate(docToken, "https://bot.example.com:443/webhooks/twilio", body, docSignature)
+	require.NoError(t, err, "explicit default port")
+	require.Equal(t, params, got)
+
+	bad := []byte("a=%zz&Body=x")
+	partial := url.Values{"Body": {"x"}}
+	tests := []struct {
+		name  string
+		token string
+		body  []byte
+		sig   string
+		want  error
+	}{
+		{"no token", "", body, docSignature, twilio.ErrSignature},
+		{"no signature", docToken, body, "", twilio.ErrSignature},
+		{"wrong signature", docToken, body, twilio.Signature(docToken, docURL, partial), twilio.ErrSignature},
+		{"signature too short", docToken, body, docSignature[:27], twilio.ErrSignature},
+		{"signature not base64", docToken, body, "!!!!!!!!!!!!!!!!!!!!!!!!!!!=", twilio.ErrSignature},
+		{"bad encoding, wrong signature", docToken, bad, docSignature, twilio.ErrSignature},
+		{"bad encoding, signed over what decodes", docToken, bad, twilio.Signature(docToken, docURL, partial), twilio.ErrForm},
+	}
+	for _, tt := range tests {
+		got, err := twilio.Authenticate(tt.token, docURL, tt.body, tt.sig)
+		require.ErrorIs(t, err, tt.want, tt.name)
+		require.Nil(t, got, "%s: nothing of the body is handed out", tt.name)
+	}
+}
+
+// A request that cannot be Twilio's is refused without decoding its body:
+// a handful of allocations, whatever the body's size.
+func TestAuthenticate_RefusesBeforeDecoding(t *testing.T) {
+	bigBody := []byte("Body=" + strings.Repeat("%41", 1<<18))      // 768 KiB, one parameter
+	manyParams := []byte(strings.Repeat("a=1&", twilio.MaxParams)) // one more than MaxParams
+	for _, tt := range []struct {
+		name string
+		body []byte
+		sig  string
+	}{
+		{"no signature, big body", bigBody, ""},
+		{"malformed signature, big body", bigBody, "nope"},
+		{"too many parameters, well-formed signature", manyParams, docSignature},
+	} {
+		var err error
+		allocs := testing.AllocsPerRun(5, func() {
+			_, err = twilio.Authenticate(docToken, docURL, tt.body, tt.sig)
+		})
+		require.ErrorIs(t, err, twilio.ErrSignature, tt.name)
+		require.LessOrEqual(t, allocs, 10.0, "%s: refused before decoding", tt.name)
 	}
 }

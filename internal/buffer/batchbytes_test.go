@@ -1,0 +1,96 @@
+package buffer_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lullhq/lull/internal/buffer"
+)
+
+func TestFlush_BatchNeverExceedsMaxBytes(t *testing.T) {
+	const maxBytes = 1000
+	tb := setup(t, func(o *buffer.Options) { o.MaxBytes = maxBytes })
+	ctx := context.Background()
+	var want []string
+	for i := range 10 {
+		m := fmt.Sprintf("m%d-%s", i, strings.Repeat("x", 290)) // ~320 bytes stored
+		want = append(want, m)
+		_, err := tb.buf.Append(ctx, "u1", fmt.Sprint(i), msg(m), false)
+		require.NoError(t, err)
+	}
+	tb.advance(10 * time.Second)
+	var got []string
+	reasons := map[string]int{}
+	for range 10 {
+		c, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+		require.NoError(t, err)
+		if why == buffer.FlushGone {
+			break
+		}
+		require.Empty(t, why)
+		size := 0
+		for _, m := range c.Messages {
+			size += len(m)
+		}
+		require.LessOrEqual(t, size, maxBytes, "a batch's messages stay within MAX_BATCH_BYTES")
+		require.NotEmpty(t, c.Messages)
+		reasons[c.Reason]++
+		got = append(got, texts(t, c)...)
+		_, err = tb.buf.Commit(ctx, c)
+		require.NoError(t, err)
+	}
+	require.Equal(t, want, got, "every message once, in order")
+	require.Positive(t, reasons["max_bytes"], "slices name why they were cut: %v", reasons)
+}
+
+func TestFlush_OneMessageLargerThanMaxBytesTravelsAlone(t *testing.T) {
+	tb := setup(t, func(o *buffer.Options) { o.MaxBytes = 100 })
+	ctx := context.Background()
+	for i, m := range []string{strings.Repeat("a", 200), "b"} {
+		_, err := tb.buf.Append(ctx, "u1", fmt.Sprint(i), msg(m), false)
+		require.NoError(t, err)
+	}
+	tb.advance(10 * time.Second)
+	c, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	require.NoError(t, err)
+	require.Empty(t, why)
+	require.Len(t, c.Messages, 1, "never an empty batch, never stuck")
+}
+
+func TestBuffered_CountsWhatIsNotYetClaimed(t *testing.T) {
+	tb := setup(t, func(o *buffer.Options) { o.MaxMessages = 2 })
+	ctx := context.Background()
+	lvl, err := tb.buf.Buffered(ctx, "u1")
+	require.NoError(t, err)
+	require.Zero(t, lvl)
+	var total int64
+	for i := range 3 {
+		m := msg(fmt.Sprint("m", i))
+		total += int64(len(m))
+		_, err := tb.buf.Append(ctx, "u1", fmt.Sprint(i), m, false)
+		require.NoError(t, err)
+	}
+	lvl, err = tb.buf.Buffered(ctx, "u1")
+	require.NoError(t, err)
+	require.Equal(t, buffer.Level{Messages: 3, Bytes: total}, lvl)
+
+	c, why, err := tb.buf.Flush(ctx, "u1", "", "w1") // a slice of 2
+	require.NoError(t, err)
+	require.Empty(t, why)
+	lvl, err = tb.buf.Buffered(ctx, "u1")
+	require.NoError(t, err)
+	require.Equal(t, buffer.Level{Messages: 1, Bytes: int64(len(msg("m2")))}, lvl)
+	_, err = tb.buf.Commit(ctx, c)
+	require.NoError(t, err)
+	_, why, err = tb.buf.Flush(ctx, "u1", "", "w1")
+	require.NoError(t, err)
+	require.Empty(t, why)
+	lvl, err = tb.buf.Buffered(ctx, "u1")
+	require.NoError(t, err)
+	require.Zero(t, lvl)
+}

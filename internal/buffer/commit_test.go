@@ -1,0 +1,143 @@
+package buffer_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lullhq/lull/internal/buffer"
+)
+
+// claimOne buffers text for key, lets its quiet window pass and claims it.
+func claimOne(t *testing.T, tb testBundle, key, text string) buffer.Claim {
+	t.Helper()
+	ctx := context.Background()
+	_, err := tb.buf.Append(ctx, key, text, msg(text), false)
+	require.NoError(t, err)
+	tb.advance(10 * time.Second)
+	c, why, err := tb.buf.Flush(ctx, key, "", "w1")
+	require.NoError(t, err)
+	require.Empty(t, why)
+	return c
+}
+
+func TestCommit_CommittedNowRecordsTheGeneration(t *testing.T) {
+	tb := setup(t)
+	ctx := context.Background()
+	c := claimOne(t, tb, "u1", "a")
+	tb.advance(time.Second)
+
+	res, err := tb.buf.Commit(ctx, c)
+	require.NoError(t, err)
+	require.False(t, res.Already)
+	require.EqualValues(t, -1, res.Next)
+	require.Equal(t, tb.clock.Load(), res.Now, "commit.lua runs on the test clock, like the other scripts")
+
+	k := tb.buf.Keys().Conversation("u1")
+	committed, err := tb.client.Do(ctx, tb.client.B().Hget().Key(k.Meta).Field("committed").Build()).ToString()
+	require.NoError(t, err)
+	require.Equal(t, strconv.FormatInt(c.Generation, 10), committed)
+	ttl, err := tb.client.Do(ctx, tb.client.B().Pttl().Key(k.Meta).Build()).AsInt64()
+	require.NoError(t, err)
+	require.Positive(t, ttl, "meta keeps its safety expiry")
+	n, err := tb.client.Do(ctx, tb.client.B().Exists().Key(k.Batch).Build()).AsInt64()
+	require.NoError(t, err)
+	require.Zero(t, n, "the batch record is gone")
+}
+
+func TestCommit_RetryAfterALostReplyIsAlreadyCommitted(t *testing.T) {
+	tb := setup(t)
+	ctx := context.Background()
+	first := claimOne(t, tb, "u1", "a")
+	// A message arrives while batch 1 is in flight.
+	_, err := tb.buf.Append(ctx, "u1", "b", msg("b"), false)
+	require.NoError(t, err)
+
+	done, err := tb.buf.Commit(ctx, first) // applied; say its reply was lost
+	require.NoError(t, err)
+	require.False(t, done.Already)
+
+	again, err := tb.buf.Commit(ctx, first)
+	require.NoError(t, err, "a retried commit is not a take-over")
+	require.True(t, again.Already)
+	require.Equal(t, done.Next, again.Next, "the retry still reports when the waiting messages are due")
+
+	// Even once the next batch of the conversation is in flight, the retry
+	// is recognised, and it leaves that batch alone.
+	tb.advance(10 * time.Second)
+	second, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	require.NoError(t, err)
+	require.Empty(t, why)
+	again, err = tb.buf.Commit(ctx, first)
+	require.NoError(t, err)
+	require.True(t, again.Already)
+	_, err = tb.buf.Renew(ctx, second, false)
+	require.NoError(t, err, "batch 2 is still held by its owner")
+	res, err := tb.buf.Commit(ctx, second)
+	require.NoError(t, err)
+	require.False(t, res.Already)
+}
+
+func TestCommit_TakenOverIsErrLost(t *testing.T) {
+	tb := setup(t)
+	ctx := context.Background()
+	c := claimOne(t, tb, "u1", "a")
+	_, err := tb.buf.Append(ctx, "u1", "b", msg("b"), false)
+	require.NoError(t, err)
+
+	// Gone without being committed: dead-lettered meanwhile.
+	_, err = tb.buf.DeadLetter(ctx, c, "status 400")
+	require.NoError(t, err)
+	_, err = tb.buf.Commit(ctx, c)
+	require.ErrorIs(t, err, buffer.ErrLost)
+
+	// Another generation holds the batch.
+	tb.advance(10 * time.Second)
+	next, why, err := tb.buf.Flush(ctx, "u1", "", "w2")
+	require.NoError(t, err)
+	require.Empty(t, why)
+	require.NotEqual(t, c.Generation, next.Generation)
+	_, err = tb.buf.Commit(ctx, c)
+	require.ErrorIs(t, err, buffer.ErrLost)
+	_, err = tb.buf.Renew(ctx, next, false)
+	require.NoError(t, err, "the batch in flight is untouched")
+}
+
+func TestCommit_MetaGoneGetsTheCommittedMarkWithExpiry(t *testing.T) {
+	tb := setup(t)
+	ctx := context.Background()
+	c := claimOne(t, tb, "u1", "a")
+	k := tb.buf.Keys().Conversation("u1")
+	require.NoError(t, tb.client.Do(ctx, tb.client.B().Del().Key(k.Meta).Build()).Error())
+
+	_, err := tb.buf.Commit(ctx, c)
+	require.NoError(t, err)
+	ttl, err := tb.client.Do(ctx, tb.client.B().Pttl().Key(k.Meta).Build()).AsInt64()
+	require.NoError(t, err)
+	require.Positive(t, ttl, "the mark never creates a key without expiry")
+	again, err := tb.buf.Commit(ctx, c)
+	require.NoError(t, err)
+	require.True(t, again.Already)
+}
+
+func TestRenew_RetriedAttemptCountsOnce(t *testing.T) {
+	tb := setup(t)
+	ctx := context.Background()
+	c := claimOne(t, tb, "u1", "a")
+	n, err := tb.buf.Renew(ctx, c, true)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	n, err = tb.buf.Renew(ctx, c, true) // the same call again: its reply was lost
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "a retried renewal does not count the attempt twice")
+	c.Attempt = n
+	n, err = tb.buf.Renew(ctx, c, true)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	n, err = tb.buf.Renew(ctx, c, false)
+	require.NoError(t, err)
+	require.Equal(t, 2, n, "a plain renewal counts nothing")
+}

@@ -1,0 +1,185 @@
+package health_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lullhq/lull/internal/health"
+	"github.com/lullhq/lull/internal/testenv"
+)
+
+func get(t *testing.T, h http.Handler, path string) (int, map[string]any) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	require.Equal(t, "application/json", rec.Header().Get("Content-Type"))
+	var body map[string]any
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body), rec.Body.String())
+	return rec.Code, body
+}
+
+func TestReadyz_ReadyWritesTheProbeKey(t *testing.T) {
+	t.Parallel()
+	ns := testenv.Namespace(t, "health")
+	redis := testenv.Redis(t, ns)
+	var consumer atomic.Bool
+	consumer.Store(true)
+	h := health.New(health.Options{Redis: redis, Namespace: ns, ConsumerReady: consumer.Load}).Handler()
+
+	code, body := get(t, h, "/readyz")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, map[string]any{"ready": true, "redis": true, "consumer": true}, body)
+	ttl, err := redis.Do(context.Background(), redis.B().Pttl().Key(ns+":health").Build()).AsInt64()
+	require.NoError(t, err)
+	require.Positive(t, ttl, "the probe key expires by itself")
+	require.LessOrEqual(t, ttl, int64(10_000))
+
+	consumer.Store(false)
+	code, body = get(t, h, "/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, map[string]any{"ready": false, "redis": true, "consumer": false, "reason": "consumer: not connected"}, body)
+
+	code, body = get(t, h, "/healthz")
+	require.Equal(t, http.StatusOK, code, "alive while not ready")
+	require.Equal(t, "ok", body["status"])
+}
+
+func TestReadyz_StoppingIsNotReadyButAlive(t *testing.T) {
+	t.Parallel()
+	ns := testenv.Namespace(t, "health")
+	s := health.New(health.Options{Redis: testenv.Redis(t, ns), Namespace: ns})
+	s.SetStopping()
+	code, body := get(t, s.Handler(), "/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, "shutting down", body["reason"])
+	code, _ = get(t, s.Handler(), "/healthz")
+	require.Equal(t, http.StatusOK, code)
+}
+
+// A Redis at maxmemory with noeviction still answers PING but refuses
+// every write, so the worker can append nothing: not ready, and why.
+func TestReadyz_RedisOutOfMemory(t *testing.T) {
+	t.Parallel()
+	redis, _ := startRedisServer(t)
+	ctx := context.Background()
+	ns := testenv.Namespace(t, "health")
+	h := health.New(health.Options{Redis: redis, Namespace: ns}).Handler()
+	code, _ := get(t, h, "/readyz")
+	require.Equal(t, http.StatusOK, code)
+
+	require.NoError(t, redis.Do(ctx, redis.B().ConfigSet().ParameterValue().ParameterValue("maxmemory-policy", "noeviction").ParameterValue("maxmemory", "1").Build()).Error())
+	require.NoError(t, redis.Do(ctx, redis.B().Ping().Build()).Error(), "PING still answers")
+	code, body := get(t, h, "/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, map[string]any{"ready": false, "redis": false, "consumer": true,
+		"reason": "redis: out of memory (maxmemory reached, writes refused)"}, body)
+
+	require.NoError(t, redis.Do(ctx, redis.B().ConfigSet().ParameterValue().ParameterValue("maxmemory", "0").Build()).Error())
+	code, _ = get(t, h, "/readyz")
+	require.Equal(t, http.StatusOK, code)
+}
+
+func TestReadyz_RedisDown(t *testing.T) {
+	t.Parallel()
+	redis, stop := startRedisServer(t)
+	ns := testenv.Namespace(t, "health")
+	h := health.New(health.Options{Redis: redis, Namespace: ns, CheckTimeout: 300 * time.Millisecond}).Handler()
+	stop()
+	start := time.Now()
+	code, body := get(t, h, "/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, "redis: not reachable", body["reason"])
+	require.Less(t, time.Since(start), 2*time.Second, "the check is bounded")
+}
+
+func TestServe_StopsWhenContextEnds(t *testing.T) {
+	t.Parallel()
+	ns := testenv.Namespace(t, "health")
+	s := health.New(health.Options{Redis: testenv.Redis(t, ns), Namespace: ns})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ln, err := health.Listen(ctx, "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx, ln) }()
+
+	url := "http://" + ln.Addr().String()
+	resp, err := http.Get(url + "/healthz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	resp, err = http.Get(url + "/readyz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	cancel()
+	select {
+	case err := <-served:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after its context ended")
+	}
+	_, err = net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+	require.Error(t, err, "the port is closed")
+
+	_, err = health.Listen(context.Background(), "127.0.0.1:bad")
+	require.Error(t, err)
+}
+
+// startRedisServer runs a redis-server of the test's own on a free port (a
+// test may fill or stop it) and returns a client and a func that stops the
+// server. It fails under CI=true when redis-server is missing, else skips.
+func startRedisServer(t *testing.T) (rueidis.Client, func()) {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("redis-server is required under CI: %v", err)
+		}
+		t.Skipf("needs redis-server: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	require.NoError(t, ln.Close())
+	cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", port, "--dir", t.TempDir(),
+		"--save", "", "--appendonly", "no", "--daemonize", "no")
+	require.NoError(t, cmd.Start())
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	stop := func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+	t.Cleanup(stop)
+
+	var client rueidis.Client
+	require.Eventually(t, func() bool {
+		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:" + port}, DisableCache: true})
+		if err != nil {
+			return false
+		}
+		client = c
+		return true
+	}, 10*time.Second, 20*time.Millisecond, "redis-server on port %s", port)
+	t.Cleanup(client.Close)
+	select {
+	case <-exited:
+		t.Fatal(errors.New("redis-server exited"))
+	default:
+	}
+	return client, stop
+}
