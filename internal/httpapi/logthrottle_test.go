@@ -14,7 +14,7 @@ import (
 
 func TestLogThrottle_OneLinePerIntervalEveryEventCounted(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs lockedLog
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	const interval = 200 * time.Millisecond
 	th := httpapi.NewLogThrottle(interval)
@@ -53,7 +53,7 @@ func TestLogThrottle_OneLinePerIntervalEveryEventCounted(t *testing.T) {
 
 func TestLogThrottle_QuietIntervalWritesAtOnce(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs lockedLog
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	th := httpapi.NewLogThrottle(50 * time.Millisecond)
 

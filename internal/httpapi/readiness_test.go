@@ -53,18 +53,18 @@ func TestReadyz_StalledBrokerLinkIs503WithReason(t *testing.T) {
 	proxy.Resume()
 }
 
-// fakePublisher refuses every message, as a broker that takes nothing.
-type fakePublisher struct {
+// refusingPublisher refuses every message, as a blocked broker does.
+type refusingPublisher struct {
 	health    queue.Health
 	published atomic.Int64
 }
 
-func (f *fakePublisher) Publish(_ context.Context, messageID string, _ []byte) error {
+func (f *refusingPublisher) Publish(_ context.Context, messageID string, _ []byte) error {
 	f.published.Add(1)
 	return fmt.Errorf("publish %s: broker blocked the connection (low on memory): %w", messageID, queue.ErrUnavailable)
 }
-func (f *fakePublisher) Ready() bool          { return f.health.Ready }
-func (f *fakePublisher) Health() queue.Health { return f.health }
+func (f *refusingPublisher) Ready() bool          { return f.health.Ready }
+func (f *refusingPublisher) Health() queue.Health { return f.health }
 
 func TestReadyz_SaysWhyNotReady(t *testing.T) {
 	t.Parallel()
@@ -83,7 +83,7 @@ func TestReadyz_SaysWhyNotReady(t *testing.T) {
 	}
 	for _, tt := range tests {
 		app := httpapi.New(httpapi.Options{
-			Publisher: &fakePublisher{health: tt.health},
+			Publisher: &refusingPublisher{health: tt.health},
 			RedisPing: func(context.Context) error { return tt.redis },
 			BodyLimit: 4096, PublishTimeout: time.Second,
 		})
@@ -95,21 +95,21 @@ func TestReadyz_SaysWhyNotReady(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination safe for the concurrent writes of
+// lockedLog is a log destination safe for the concurrent writes of
 // request handlers and a throttle's timer.
-type syncBuffer struct {
+type lockedLog struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *lockedLog) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
 // lines returns the JSON log records with message msg.
-func (b *syncBuffer) lines(t *testing.T, msg string) []map[string]any {
+func (b *lockedLog) lines(t *testing.T, msg string) []map[string]any {
 	t.Helper()
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -131,8 +131,8 @@ func (b *syncBuffer) lines(t *testing.T, msg string) []map[string]any {
 // refused publish into a log line.
 func TestPublishFailures_AggregatedInTheLog(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
-	pub := &fakePublisher{health: queue.Health{Reason: "blocked: low on memory"}}
+	var logs lockedLog
+	pub := &refusingPublisher{health: queue.Health{Reason: "blocked: low on memory"}}
 	app := httpapi.New(httpapi.Options{
 		Publisher: pub,
 		BodyLimit: 4096, PublishTimeout: time.Second,

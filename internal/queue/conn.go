@@ -53,6 +53,17 @@ func dial(ctx context.Context, url, name string) (*amqp.Connection, error) {
 	return conn, nil
 }
 
+// closeTimeout bounds connection.close: a broker that blocks a connection
+// (a memory or disk alarm) reads nothing from it, close included, and a
+// half-open link answers nothing, so a plain Close could wait for ever.
+const closeTimeout = 2 * time.Second
+
+// closeConn closes conn, waiting at most closeTimeout for the broker's
+// close-ok; the socket is closed in any case.
+func closeConn(conn *amqp.Connection) {
+	_ = conn.CloseDeadline(time.Now().Add(closeTimeout))
+}
+
 // redact hides the password of an AMQP URL for logs and errors.
 func redact(url string) string {
 	uri, err := amqp.ParseURI(url)

@@ -164,17 +164,17 @@ func (p *Publisher) connect(ctx context.Context) (*pubSession, error) {
 	s.watch("connection", conn.NotifyClose(make(chan *amqp.Error, 1)))
 	p.watchBlocked(s, conn.NotifyBlocked(make(chan amqp.Blocking, 1)))
 	if err := p.opts.Topology(conn); err != nil {
-		_ = conn.Close()
+		closeConn(conn)
 		return nil, err
 	}
 	for i := range p.opts.Channels {
 		ch, err := conn.Channel()
 		if err != nil {
-			_ = conn.Close()
+			closeConn(conn)
 			return nil, fmt.Errorf("open publisher channel %d: %w", i, err)
 		}
 		if err := ch.Confirm(false); err != nil {
-			_ = conn.Close()
+			closeConn(conn)
 			return nil, fmt.Errorf("confirm mode on publisher channel %d: %w", i, err)
 		}
 		pc := &pubChannel{ch: ch, returned: map[string]int{}}
@@ -204,14 +204,14 @@ func (p *Publisher) loop(ctx context.Context) {
 		p.log.Info("publisher connected", slog.Int("channels", p.opts.Channels), slog.String("target", p.opts.target()))
 		if !p.serve(ctx, s) {
 			p.setSession(nil, nil)
-			_ = s.conn.Close()
+			closeConn(s.conn)
 			return
 		}
 		p.setSession(nil, s.reason)
 		p.log.Warn("publisher connection lost, reconnecting", slog.Any("error", s.reason))
 		// Closing fails every confirm still pending on the session's
 		// channels, so no Publish waits on a dead channel.
-		_ = s.conn.Close()
+		closeConn(s.conn)
 	}
 }
 

@@ -46,6 +46,17 @@ type RabbitNode struct {
 	stopErr     error
 }
 
+// nodeWatchdog runs rabbitmq-server ($0) and kills the node's process group
+// once its stdin, a pipe from the test process, reaches EOF: a test binary
+// that panics on -timeout or is killed runs no cleanup, and would leave the
+// node running. A background job's stdin is /dev/null unless redirected,
+// hence fd 3.
+const nodeWatchdog = `exec 3<&0
+"$0" </dev/null &
+server=$!
+{ read -r _ <&3; kill -KILL 0; } &
+wait "$server"`
+
 // rabbitBootTimeout bounds a node's boot: about 8 s on an idle 2-core
 // machine, more when tests run beside it.
 const rabbitBootTimeout = 90 * time.Second
@@ -168,12 +179,17 @@ func StartRabbitNode(t testing.TB) (string, *RabbitNode) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.cmd = exec.Command(server)
+	n.cmd = exec.Command("/bin/sh", "-c", nodeWatchdog, server)
 	n.cmd.Dir = dir
 	n.cmd.Env = serverEnv
 	n.cmd.Stdout, n.cmd.Stderr = out, out
-	// A group of its own, so a node that ignores `rabbitmqctl stop` can be
-	// killed with every process it started.
+	// The watchdog's stdin: the test process never writes to it, and when
+	// that process ends, however it ends, the pipe closes.
+	if _, err := n.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	// A group of its own, so the watchdog, or Stop, can kill the node with
+	// every process it started.
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	start := time.Now()
 	if err := n.cmd.Start(); err != nil {
