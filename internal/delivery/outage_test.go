@@ -49,9 +49,9 @@ func (g *gated) Deliver(ctx context.Context, _ batch.Batch, _ []byte) error {
 // over are both delivered within seconds, neither with an extra attempt.
 func TestDeliver_RedisOOMThenRecoveryDeliversWithinSeconds(t *testing.T) {
 	t.Parallel()
-	r := startRedis(t)
+	r := testenv.StartRedisServer(t)
 	ns := testenv.Namespace(t, "delivery")
-	buf := buffer.New(r.client, ns, buffer.Options{
+	buf := buffer.New(r.Client, ns, buffer.Options{
 		QuietWindow: time.Millisecond, MaxWait: time.Minute, MaxMessages: 100,
 		DedupeWindow: time.Hour, TTL: time.Hour, Lease: 10 * time.Second,
 	})
@@ -60,7 +60,7 @@ func TestDeliver_RedisOOMThenRecoveryDeliversWithinSeconds(t *testing.T) {
 	_, err := buf.Append(context.Background(), "u2", "m1", []byte(`{"id":"m1","text":"oi","received_at":"2026-11-25T20:00:00.000Z"}`), false)
 	require.NoError(t, err)
 
-	r.refuseWrites(t)
+	r.RefuseWrites(t)
 	d := delivery.New(buf, delivery.Options{
 		Sinks:        []sink.Sink{tb.sink},
 		Concurrency:  1, // the poller needs the slot the failing delivery holds
@@ -77,7 +77,7 @@ func TestDeliver_RedisOOMThenRecoveryDeliversWithinSeconds(t *testing.T) {
 
 	require.Never(t, func() bool { return len(tb.sink.got()) > 0 }, 2500*time.Millisecond, 50*time.Millisecond,
 		"nothing is delivered while Redis refuses writes")
-	r.acceptWrites(t)
+	r.AcceptWrites(t)
 	recovered := time.Now()
 	require.Eventually(t, func() bool { return len(tb.sink.got()) == 2 }, 2*time.Second, 10*time.Millisecond,
 		"both batches delivered within 2s of Redis accepting writes again")
@@ -162,10 +162,10 @@ func TestDeliver_CommitRetryAfterLostReplyIsSuccess(t *testing.T) {
 // a renewal the delivery ends and frees its slot.
 func TestDeliver_FrozenRedisEndsTheDeliveryAfterTheLease(t *testing.T) {
 	t.Parallel()
-	r := startRedis(t)
+	r := testenv.StartRedisServer(t)
 	ns := testenv.Namespace(t, "delivery")
 	const lease = 2 * time.Second
-	buf := buffer.New(r.client, ns, buffer.Options{
+	buf := buffer.New(r.Client, ns, buffer.Options{
 		QuietWindow: time.Millisecond, MaxWait: time.Minute, MaxMessages: 100,
 		DedupeWindow: time.Hour, TTL: time.Hour, Lease: lease,
 	})
@@ -178,7 +178,7 @@ func TestDeliver_FrozenRedisEndsTheDeliveryAfterTheLease(t *testing.T) {
 		RedisTimeout: 300 * time.Millisecond,
 		Logger:       slog.New(rec),
 	})
-	r.freeze(t)
+	r.Freeze(t)
 	start := time.Now()
 	require.True(t, d.Deliver(context.Background(), c))
 	ended := make(chan struct{})
@@ -186,7 +186,7 @@ func TestDeliver_FrozenRedisEndsTheDeliveryAfterTheLease(t *testing.T) {
 	select {
 	case <-ended:
 	case <-time.After(lease + 3*time.Second):
-		r.resume() // lets the hung delivery end before the test does
+		r.Resume() // lets the hung delivery end before the test does
 		t.Fatalf("delivery still hung %v after Redis froze: %v", time.Since(start).Round(time.Millisecond), rec.messages(slog.LevelDebug))
 	}
 	t.Logf("delivery ended %v after Redis froze", time.Since(start).Round(time.Millisecond))
