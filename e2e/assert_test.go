@@ -78,7 +78,7 @@ func (b *bundle) requireNoNewRequests(d time.Duration) {
 // msgRef names a message: its conversation key and its id.
 type msgRef struct{ key, id string }
 
-// assertExactlyOnce checks ARCHITECTURE 2.4 guarantees 2-4 over the
+// assertExactlyOnce checks guarantees 2-4 (the README's "Guarantees") over the
 // accepted deliveries ds (redeliveries included) against every 2xx'd
 // message sent:
 //   - a batch_id delivered more than once holds the same batch every time;

@@ -1,7 +1,7 @@
 // Package e2e tests lull from the outside: it builds the api and worker
 // binaries, runs them against the real Redis and RabbitMQ in a namespace of
 // its own, posts webhooks and checks what an HTTP receiver gets against the
-// guarantees of ARCHITECTURE.md section 2.4.
+// guarantees listed in the README's "Guarantees" section.
 //
 //	go test -race -count=1 ./e2e/
 //	go test -run '^$' -bench . -benchtime 3000x ./e2e/

@@ -3,7 +3,7 @@
 lull (SINKS=celery) sends every batch as one Celery task message, protocol 2,
 JSON, to the queue CELERY_QUEUE (default "celery"), task name CELERY_TASK
 (default "lull.process_batch"), with ONE positional argument: the batch as a
-dict (see ARCHITECTURE.md 2.3). Run it next to lull:
+dict (see "Batch JSON" in the README). Run it next to lull:
 
     celery -A tasks worker -Q celery -l info
 

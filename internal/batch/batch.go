@@ -39,7 +39,7 @@ const (
 const TimeLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // Message is one buffered chat message as stored in Redis and delivered in a
-// batch (ARCHITECTURE 2.3 messages[]). Source names the provider ("generic",
+// batch (messages[] of the README's "Batch JSON"). Source names the provider ("generic",
 // "whatsapp", "evolution", "twilio"); Text holds the text, a media caption,
 // a reply's title or a reaction's emoji; Metadata holds what else the
 // provider said that has no field here.
@@ -67,7 +67,7 @@ type Media struct {
 	Voice    bool   `json:"voice,omitempty"` // an audio recorded as a voice note
 }
 
-// Batch is the JSON every sink receives (ARCHITECTURE 2.3).
+// Batch is the JSON every sink receives (the README's "Batch JSON").
 type Batch struct {
 	BatchID    string    `json:"batch_id"`
 	Key        string    `json:"key"`

@@ -24,7 +24,7 @@ import (
 	"github.com/lullhq/lull/internal/redact"
 )
 
-// Config is every setting of the api and the worker (ARCHITECTURE 2.1).
+// Config is every setting of the api and the worker (the README's "Configuration").
 type Config struct {
 	HTTPAddr  string `env:"HTTP_ADDR" envDefault:":8000"`
 	RedisURL  string `env:"REDIS_URL"`
@@ -437,11 +437,14 @@ func checkAMQPURL(raw string) error {
 // checkHostPort wants a host and, when present (or required when
 // portOptional is false), a port in 1-65535.
 func checkHostPort(hostport string, portOptional bool) error {
-	host, port := hostport, ""
-	if h, p, err := net.SplitHostPort(hostport); err == nil {
-		host, port = h, p
-	} else if !portOptional || strings.Count(hostport, ":") == 1 && !strings.HasSuffix(hostport, "]") {
-		return fmt.Errorf("%q is not host:port", hostport)
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		// Without a port the client uses its default, where that is allowed.
+		var ae *net.AddrError
+		if !portOptional || !errors.As(err, &ae) || ae.Err != "missing port in address" {
+			return fmt.Errorf("%q is not host:port", hostport)
+		}
+		host, port = strings.Trim(hostport, "[]"), ""
 	}
 	if host == "" {
 		return errors.New("host is missing")

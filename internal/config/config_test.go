@@ -80,6 +80,7 @@ func TestLoad_BadValuesNameTheVariable(t *testing.T) {
 		{map[string]string{"REDIS_URL": "redis://:6379/0"}, "REDIS_URL"},
 		{map[string]string{"REDIS_URL": "redis://127.0.0.1:port/0"}, "REDIS_URL"},
 		{map[string]string{"REDIS_URL": "redis://h:1/0?addr=h2"}, "REDIS_URL"},
+		{map[string]string{"REDIS_URL": "redis://h:1:2/0"}, "REDIS_URL"},
 		{map[string]string{"AMQP_URL": "amqp://guest:guest@:5672/"}, "AMQP_URL"},
 		{map[string]string{"AMQP_URL": "amqp://guest:guest@h:0/"}, "AMQP_URL"},
 		{map[string]string{"NAMESPACE": ""}, "NAMESPACE"},

@@ -22,7 +22,7 @@ import (
 	"github.com/lullhq/lull/internal/testenv"
 )
 
-// Secrets of the documented vectors (webhook-formats.md §1.9 and §3.5).
+// Secrets of the provider test vectors (Meta's signature vectors, Twilio's documented example).
 const (
 	appSecret    = "test_app_secret"
 	verifyToken  = "test_verify_token"

@@ -84,7 +84,7 @@ func Decode(body []byte) (Envelope, error) {
 	return e, nil
 }
 
-// generic is the seed's payload, extended (ARCHITECTURE 2.2).
+// generic is the seed's payload, extended (the README's "POST /webhook").
 type generic struct {
 	UniqueID  json.RawMessage `json:"unique_id"`
 	Message   json.RawMessage `json:"message"`

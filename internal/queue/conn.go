@@ -10,6 +10,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/lullhq/lull/internal/backoff"
+	"github.com/lullhq/lull/internal/redact"
 )
 
 const (
@@ -48,7 +49,7 @@ func dial(ctx context.Context, url, name string) (*amqp.Connection, error) {
 		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", redact(url), err)
+		return nil, fmt.Errorf("dial %s: %w", redact.URL(url), err)
 	}
 	return conn, nil
 }
@@ -62,18 +63,6 @@ const closeTimeout = 2 * time.Second
 // close-ok; the socket is closed in any case.
 func closeConn(conn *amqp.Connection) {
 	_ = conn.CloseDeadline(time.Now().Add(closeTimeout))
-}
-
-// redact hides the password of an AMQP URL for logs and errors.
-func redact(url string) string {
-	uri, err := amqp.ParseURI(url)
-	if err != nil {
-		return "(unparseable AMQP URL)"
-	}
-	if uri.Password != "" {
-		uri.Password = "xxxxx"
-	}
-	return uri.String()
 }
 
 // reconnect is the pause between reconnect attempts.

@@ -36,7 +36,7 @@ type AMQPOptions struct {
 	Queue string
 }
 
-// AMQP publishes each batch's JSON to a fanout exchange (ARCHITECTURE 2.3),
+// AMQP publishes each batch's JSON to a fanout exchange (the README's "Batch JSON"),
 // persistent, mandatory and publisher-confirmed: Deliver returns nil only
 // once the broker has the batch in at least one queue.
 //

@@ -38,7 +38,7 @@ type CeleryOptions struct {
 //	@app.task(name="lull.process_batch")
 //	def process_batch(batch): ...
 //
-// with the batch (ARCHITECTURE 2.3) as a dict. It publishes through the
+// with the batch (the README's "Batch JSON") as a dict. It publishes through the
 // default exchange with routing key = Queue, as Celery does for its own
 // direct queues, persistent, mandatory and publisher-confirmed. It declares
 // Queue the way a Celery 5 worker does (durable, classic, no arguments),

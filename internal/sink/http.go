@@ -48,7 +48,7 @@ type HTTPOptions struct {
 	Client *http.Client
 }
 
-// HTTP POSTs each batch's JSON to a callback URL (ARCHITECTURE 2.3).
+// HTTP POSTs each batch's JSON to a callback URL (the README's "Batch JSON").
 //
 // Outcomes: 2xx is delivered. 408, 409, 425, 429, 5xx, network errors and
 // timeouts are retryable, carrying any Retry-After hint (RetryAfterOf).

@@ -25,7 +25,7 @@ const Leeway = 30 * time.Second
 const MaxExpiry = time.Hour
 
 // Auth is the optional authentication of Evolution's webhooks
-// (webhook-formats.md §2.2): a static header configured on the instance's
+// (as Evolution v2 offers them): a static header configured on the instance's
 // webhook (EVOLUTION_HEADER), and/or the JWT Evolution sends as
 // "Authorization: Bearer …" when the webhook's headers hold a jwt_key
 // (EVOLUTION_JWT_KEY). The zero Auth accepts everything.

@@ -19,7 +19,7 @@ var (
 	now    = time.Unix(1700000000, 0)
 )
 
-// The claims Evolution signs (webhook-formats.md §2.2).
+// The claims Evolution v2 signs into its webhook JWT (HS256, 10 minutes).
 func evolutionClaims(iat int64) map[string]any {
 	return map[string]any{"iat": iat, "exp": iat + 600, "app": "evolution", "action": "webhook"}
 }

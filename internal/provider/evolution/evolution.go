@@ -1,4 +1,4 @@
-// Package evolution reads Evolution API v2 webhooks (webhook-formats.md §2):
+// Package evolution reads Evolution API v2 webhooks:
 // one event per request, {event, instance, data, …}. messages.upsert
 // becomes a message, presence.update with composing/recording a typing
 // hint; every other event is counted and ignored.

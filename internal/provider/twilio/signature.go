@@ -32,7 +32,7 @@ const MaxParams = 1000
 // padding) of a 20-byte HMAC-SHA1.
 const sigLen = 28
 
-// Signature is X-Twilio-Signature for a form POST (webhook-formats.md §3.2):
+// Signature is X-Twilio-Signature for a form POST, as Twilio documents it:
 // base64(HMAC-SHA1(auth token, full URL + every parameter name, in sorted
 // order, followed by each of its values, sorted)).
 func Signature(authToken, fullURL string, params url.Values) string {

@@ -11,7 +11,7 @@ import (
 	"github.com/lullhq/lull/internal/provider/twilio"
 )
 
-// webhook-formats.md §3.5: verified there with twilio-python's
+// Twilio's documented example request: verified with twilio-python's
 // RequestValidator, recomputed here with Python's hmac.
 const (
 	docURL       = "https://bot.example.com/webhooks/twilio"

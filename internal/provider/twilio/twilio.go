@@ -1,5 +1,5 @@
 // Package twilio reads Twilio Messaging webhooks for WhatsApp (and SMS)
-// (webhook-formats.md §3): one form-encoded message per request, signed
+// (Twilio's Messaging webhook): one form-encoded message per request, signed
 // with X-Twilio-Signature.
 //
 // Conversation key: "<To>:<From>", the sender number and the user's

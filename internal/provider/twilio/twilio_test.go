@@ -36,7 +36,7 @@ func TestParse_Fixtures(t *testing.T) {
 	}
 }
 
-// The documented fixture (webhook-formats.md §3.5), field by field.
+// The documented fixture (Twilio's documented example request), field by field.
 func TestParse_DocText(t *testing.T) {
 	t.Parallel()
 	body := providertest.Fixtures(t, "text_doc.txt")["text_doc"]

@@ -8,7 +8,7 @@ import (
 	"github.com/lullhq/lull/internal/provider"
 )
 
-// message is one value.messages[] item (webhook-formats.md §1.4).
+// message is one value.messages[] item of a Meta notification.
 type message struct {
 	ID         provider.Str    `json:"id"`
 	From       provider.Str    `json:"from"`

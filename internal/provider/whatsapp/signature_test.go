@@ -9,7 +9,7 @@ import (
 	"github.com/lullhq/lull/internal/provider/whatsapp"
 )
 
-// The vectors of webhook-formats.md §1.9, computed there with Python's hmac.
+// Test vectors computed independently with Python's hmac.
 const (
 	docSecret    = "test_app_secret"
 	docSignature = "sha256=fc8df1f241b598c7b4bfc3ff8df84c07038ba087463cd586cab05dfa45797d14"

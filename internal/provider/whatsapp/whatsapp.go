@@ -1,5 +1,5 @@
 // Package whatsapp reads Meta WhatsApp Cloud API webhooks
-// (webhook-formats.md §1): the GET verification handshake, the
+// (Meta's webhook documentation): the GET verification handshake, the
 // X-Hub-Signature-256 check and the batched POST body
 // (entry[] × changes[] × messages[]), normalized to lull messages.
 //
