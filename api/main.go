@@ -14,12 +14,12 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/redis/rueidis"
 
-	"github.com/lullhq/lull/internal/buffer"
 	"github.com/lullhq/lull/internal/config"
 	"github.com/lullhq/lull/internal/httpapi"
 	"github.com/lullhq/lull/internal/ingest"
 	"github.com/lullhq/lull/internal/queue"
 	"github.com/lullhq/lull/internal/redisconn"
+	"github.com/lullhq/lull/internal/store"
 )
 
 func main() {
@@ -59,7 +59,7 @@ func run() int {
 	go func() {
 		if c, err := redisconn.Connect(ctx, cfg.RedisURL, log); err == nil {
 			redis.Store(&c)
-			dead.buf.Store(buffer.New(c, cfg.Namespace, buffer.Options{}))
+			dead.buf.Store(store.New(c, cfg.Namespace, store.Options{}))
 		}
 	}()
 	ping := func(ctx context.Context) error {
@@ -133,23 +133,23 @@ func run() int {
 
 // adminStore serves the admin endpoints once Redis is connected.
 type adminStore struct {
-	buf atomic.Pointer[buffer.Buffer]
+	buf atomic.Pointer[store.Store]
 }
 
 var errNoRedis = fiber.NewError(fiber.StatusServiceUnavailable, "redis not connected")
 
-func (d *adminStore) DeadLetters(ctx context.Context) ([]buffer.Dead, error) {
+func (d *adminStore) DeadLetters(ctx context.Context) ([]store.Dead, error) {
 	if b := d.buf.Load(); b != nil {
 		return b.DeadLetters(ctx)
 	}
 	return nil, errNoRedis
 }
 
-func (d *adminStore) DeadLetterByID(ctx context.Context, id string) (buffer.Dead, error) {
+func (d *adminStore) DeadLetterByID(ctx context.Context, id string) (store.Dead, error) {
 	if b := d.buf.Load(); b != nil {
 		return b.DeadLetterByID(ctx, id)
 	}
-	return buffer.Dead{}, errNoRedis
+	return store.Dead{}, errNoRedis
 }
 
 func (d *adminStore) Replay(ctx context.Context, id string) error {
@@ -159,16 +159,16 @@ func (d *adminStore) Replay(ctx context.Context, id string) error {
 	return errNoRedis
 }
 
-func (d *adminStore) Buffered(ctx context.Context, key string) (buffer.Level, error) {
+func (d *adminStore) Buffered(ctx context.Context, key string) (store.Level, error) {
 	if b := d.buf.Load(); b != nil {
 		return b.Buffered(ctx, key)
 	}
-	return buffer.Level{}, errNoRedis
+	return store.Level{}, errNoRedis
 }
 
-func (d *adminStore) FlushNow(ctx context.Context, key string) (buffer.Rescheduled, error) {
+func (d *adminStore) FlushNow(ctx context.Context, key string) (store.Rescheduled, error) {
 	if b := d.buf.Load(); b != nil {
 		return b.FlushNow(ctx, key)
 	}
-	return buffer.Rescheduled{}, errNoRedis
+	return store.Rescheduled{}, errNoRedis
 }

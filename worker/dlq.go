@@ -9,10 +9,10 @@ import (
 
 	"github.com/redis/rueidis"
 
-	"github.com/lullhq/lull/internal/buffer"
 	"github.com/lullhq/lull/internal/config"
 	"github.com/lullhq/lull/internal/jsonenc"
 	"github.com/lullhq/lull/internal/redisconn"
+	"github.com/lullhq/lull/internal/store"
 )
 
 const dlqUsage = `usage: worker dlq list            list dead-lettered batches
@@ -43,7 +43,7 @@ func dlq(args []string) int {
 		return 1
 	}
 	defer client.Close()
-	buf := buffer.New(client, cfg.Namespace, buffer.Options{})
+	buf := store.New(client, cfg.Namespace, store.Options{})
 
 	switch args[0] {
 	case "list":
@@ -70,7 +70,7 @@ func dlq(args []string) int {
 	case "replay":
 		err := buf.Replay(ctx, args[1])
 		switch {
-		case errors.Is(err, buffer.ErrBusy):
+		case errors.Is(err, store.ErrBusy):
 			fmt.Fprintln(os.Stderr, err, "- try again once it is delivered")
 			return 1
 		case err != nil:

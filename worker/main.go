@@ -13,16 +13,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lullhq/lull/internal/appender"
 	"github.com/lullhq/lull/internal/backoff"
-	"github.com/lullhq/lull/internal/buffer"
 	"github.com/lullhq/lull/internal/config"
 	"github.com/lullhq/lull/internal/delivery"
 	"github.com/lullhq/lull/internal/health"
-	"github.com/lullhq/lull/internal/intake"
 	"github.com/lullhq/lull/internal/poller"
 	"github.com/lullhq/lull/internal/queue"
 	"github.com/lullhq/lull/internal/redisconn"
 	"github.com/lullhq/lull/internal/sink"
+	"github.com/lullhq/lull/internal/store"
 )
 
 func main() {
@@ -76,7 +76,7 @@ func run() int {
 	}
 	defer redis.Close()
 
-	buf := buffer.New(redis, cfg.Namespace, buffer.Options{
+	buf := store.New(redis, cfg.Namespace, store.Options{
 		QuietWindow:  cfg.QuietWindow,
 		MaxWait:      cfg.MaxWait,
 		MaxMessages:  cfg.MaxBatchMessages,
@@ -101,7 +101,7 @@ func run() int {
 	pl = poller.New(buf, deliverer.Deliver, poller.Options{
 		Owner: ownerID(), Interval: cfg.PollInterval, RedisTimeout: cfg.RedisTimeout, Logger: log,
 	})
-	in := intake.New(buf, intake.Options{Logger: log, OnScheduled: pl.WakeAt})
+	in := appender.New(buf, appender.Options{Logger: log, OnScheduled: pl.WakeAt})
 	consumer := queue.NewConsumer(cfg.AMQPURL, cfg.Namespace, queue.ConsumerOptions{
 		Prefetch: cfg.Prefetch,
 		Logger:   log,

@@ -22,9 +22,9 @@ import (
 
 	"github.com/lullhq/lull/internal/backoff"
 	"github.com/lullhq/lull/internal/batch"
-	"github.com/lullhq/lull/internal/buffer"
 	"github.com/lullhq/lull/internal/jsonenc"
 	"github.com/lullhq/lull/internal/sink"
+	"github.com/lullhq/lull/internal/store"
 )
 
 // redisRetry is the wait between retries of a Redis call that failed: short
@@ -56,7 +56,7 @@ type Options struct {
 
 // Deliverer delivers claimed batches, each in its own goroutine.
 type Deliverer struct {
-	buf  *buffer.Buffer
+	buf  *store.Store
 	opts Options
 	sem  chan struct{}
 	wg   sync.WaitGroup
@@ -70,7 +70,7 @@ type Deliverer struct {
 }
 
 // New returns a Deliverer committing to buf.
-func New(buf *buffer.Buffer, opts Options) *Deliverer {
+func New(buf *store.Store, opts Options) *Deliverer {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 64
 	}
@@ -97,7 +97,7 @@ func New(buf *buffer.Buffer, opts Options) *Deliverer {
 // (key and generation) already runs in this process. When ctx ends, no new
 // attempt starts: an attempt under way finishes, and a batch not delivered
 // is released for another worker to re-drive.
-func (d *Deliverer) Deliver(ctx context.Context, c buffer.Claim) bool {
+func (d *Deliverer) Deliver(ctx context.Context, c store.Claim) bool {
 	handed := time.Now()
 	id := batch.ID(c.Key, c.Generation)
 	d.mu.Lock()
@@ -151,7 +151,7 @@ func (h *hold) renewed(start time.Time, lease time.Duration) {
 
 func (h *hold) expired() bool { return time.Now().UnixNano() >= h.until.Load() }
 
-func (d *Deliverer) run(ctx context.Context, c buffer.Claim, handed time.Time, leave func()) {
+func (d *Deliverer) run(ctx context.Context, c store.Claim, handed time.Time, leave func()) {
 	log := d.opts.Logger.With("conversation", c.Key, "batch_id", batch.ID(c.Key, c.Generation))
 	// I/O outlives ctx: a shutdown lets the attempt under way finish.
 	io := context.WithoutCancel(ctx)
@@ -161,7 +161,7 @@ func (d *Deliverer) run(ctx context.Context, c buffer.Claim, handed time.Time, l
 	for failures := 0; ; {
 		n, err := d.count(ctx, c, h, log)
 		switch {
-		case errors.Is(err, buffer.ErrLost):
+		case errors.Is(err, store.ErrLost):
 			log.Info("batch taken over by another worker", "err", err)
 			return
 		case errors.Is(err, errLeaseRunOut):
@@ -182,7 +182,7 @@ func (d *Deliverer) run(ctx context.Context, c buffer.Claim, handed time.Time, l
 		if err == nil {
 			return
 		}
-		if errors.Is(err, buffer.ErrLost) || errors.Is(err, errLeaseRunOut) {
+		if errors.Is(err, store.ErrLost) || errors.Is(err, errLeaseRunOut) {
 			return // logged where it happened
 		}
 		if sink.IsPermanent(err) || n >= d.opts.MaxAttempts {
@@ -196,7 +196,7 @@ func (d *Deliverer) run(ctx context.Context, c buffer.Claim, handed time.Time, l
 		}
 		log.Warn("delivery failed, retrying", "err", err, "attempt", n, "retry_in", wait.Round(time.Millisecond))
 		if err := d.holdFor(ctx, c, h, wait, log); err != nil {
-			if errors.Is(err, buffer.ErrLost) {
+			if errors.Is(err, store.ErrLost) {
 				log.Info("batch taken over by another worker", "err", err)
 				return
 			}
@@ -208,7 +208,7 @@ func (d *Deliverer) run(ctx context.Context, c buffer.Claim, handed time.Time, l
 
 // count renews c's lease and records the next delivery attempt, retrying
 // Redis errors (see retryRedis); it returns the attempt's number.
-func (d *Deliverer) count(ctx context.Context, c buffer.Claim, h *hold, log *slog.Logger) (int, error) {
+func (d *Deliverer) count(ctx context.Context, c store.Claim, h *hold, log *slog.Logger) (int, error) {
 	var n int
 	err := d.retryRedis(ctx, h, log, "count attempt", func(ctx context.Context) error {
 		var err error
@@ -220,7 +220,7 @@ func (d *Deliverer) count(ctx context.Context, c buffer.Claim, h *hold, log *slo
 
 // attempt delivers c once to the sinks not yet in done, and commits it when
 // all have it.
-func (d *Deliverer) attempt(ctx context.Context, c buffer.Claim, h *hold, done map[string]bool, log *slog.Logger) error {
+func (d *Deliverer) attempt(ctx context.Context, c store.Claim, h *hold, done map[string]bool, log *slog.Logger) error {
 	b, err := batch.New(c.Key, c.Generation, c.Reason, c.FlushedAt, c.Attempt, c.Messages)
 	if err != nil {
 		return sink.Permanent(err)
@@ -234,7 +234,7 @@ func (d *Deliverer) attempt(ctx context.Context, c buffer.Claim, h *hold, done m
 	stop := d.keepLease(ctx, c, h, cancel, log)
 	err = sink.Deliver(ctx, d.opts.Sinks, b, body, done)
 	stop()
-	if cause := context.Cause(ctx); errors.Is(cause, buffer.ErrLost) {
+	if cause := context.Cause(ctx); errors.Is(cause, store.ErrLost) {
 		log.Info("batch taken over by another worker during delivery", "err", cause)
 		return cause
 	}
@@ -245,9 +245,9 @@ func (d *Deliverer) attempt(ctx context.Context, c buffer.Claim, h *hold, done m
 }
 
 // deadLetter gives up on c after attempt n failed with err.
-func (d *Deliverer) deadLetter(ctx context.Context, c buffer.Claim, h *hold, n int, err error, log *slog.Logger) {
+func (d *Deliverer) deadLetter(ctx context.Context, c store.Claim, h *hold, n int, err error, log *slog.Logger) {
 	why := err.Error()
-	var res buffer.Committed
+	var res store.Committed
 	dlErr := d.retryRedis(ctx, h, log, "dead-letter", func(ctx context.Context) error {
 		var err error
 		res, err = d.buf.DeadLetter(ctx, c, why)
@@ -266,15 +266,15 @@ func (d *Deliverer) deadLetter(ctx context.Context, c buffer.Claim, h *hold, n i
 // commit records the delivery, retrying Redis errors while the lease lasts.
 // Should it never succeed, the lease runs out and the same batch is
 // delivered again: the receiver dedupes it by batch_id.
-func (d *Deliverer) commit(ctx context.Context, c buffer.Claim, h *hold, b batch.Batch, log *slog.Logger) error {
-	var res buffer.Committed
+func (d *Deliverer) commit(ctx context.Context, c store.Claim, h *hold, b batch.Batch, log *slog.Logger) error {
+	var res store.Committed
 	err := d.retryRedis(ctx, h, log, "commit", func(ctx context.Context) error {
 		var err error
 		res, err = d.buf.Commit(ctx, c)
 		return err
 	})
 	switch {
-	case errors.Is(err, buffer.ErrLost):
+	case errors.Is(err, store.ErrLost):
 		log.Warn("batch taken over by another worker before its commit; it will be delivered again", "attempt", b.Attempt, "err", err)
 		return err
 	case err != nil:
@@ -294,14 +294,14 @@ func (d *Deliverer) commit(ctx context.Context, c buffer.Claim, h *hold, b batch
 }
 
 // retryRedis runs op, each call bounded by RedisTimeout, until it succeeds
-// or answers buffer.ErrLost. A Redis error is retried after redisRetry,
+// or answers store.ErrLost. A Redis error is retried after redisRetry,
 // never the sink backoff, and never counts as a delivery attempt. It gives
 // up with errLeaseRunOut once the lease has run out without a renewal, and
 // with ctx's error when ctx ends.
 func (d *Deliverer) retryRedis(ctx context.Context, h *hold, log *slog.Logger, what string, op func(context.Context) error) error {
 	for retry := 1; ; retry++ {
 		err := d.call(ctx, op)
-		if err == nil || errors.Is(err, buffer.ErrLost) {
+		if err == nil || errors.Is(err, store.ErrLost) {
 			return err
 		}
 		if ctx.Err() != nil {
@@ -333,7 +333,7 @@ func (d *Deliverer) call(ctx context.Context, op func(context.Context) error) er
 
 // renew extends c's lease once (counting an attempt when attempt is true)
 // and, when it succeeds, moves h on.
-func (d *Deliverer) renew(ctx context.Context, c buffer.Claim, attempt bool, h *hold) (int, error) {
+func (d *Deliverer) renew(ctx context.Context, c store.Claim, attempt bool, h *hold) (int, error) {
 	start := time.Now()
 	var n int
 	err := d.call(ctx, func(ctx context.Context) error {
@@ -348,10 +348,10 @@ func (d *Deliverer) renew(ctx context.Context, c buffer.Claim, attempt bool, h *
 }
 
 // keepLease renews c's lease every third of it until stopped; when the lease
-// is lost it cancels the attempt with buffer.ErrLost. A renewal that fails
+// is lost it cancels the attempt with store.ErrLost. A renewal that fails
 // on a Redis error is tried again at the next tick: two more chances before
 // the lease runs out.
-func (d *Deliverer) keepLease(ctx context.Context, c buffer.Claim, h *hold, cancel context.CancelCauseFunc, log *slog.Logger) (stop func()) {
+func (d *Deliverer) keepLease(ctx context.Context, c store.Claim, h *hold, cancel context.CancelCauseFunc, log *slog.Logger) (stop func()) {
 	quit := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -367,7 +367,7 @@ func (d *Deliverer) keepLease(ctx context.Context, c buffer.Claim, h *hold, canc
 				return
 			case <-t.C:
 				_, err := d.renew(ctx, c, false, h)
-				if errors.Is(err, buffer.ErrLost) {
+				if errors.Is(err, store.ErrLost) {
 					cancel(err)
 					return
 				}
@@ -381,9 +381,9 @@ func (d *Deliverer) keepLease(ctx context.Context, c buffer.Claim, h *hold, canc
 }
 
 // holdFor waits wait while keeping c's lease; it returns ctx's error when
-// ctx ends first, or buffer.ErrLost when the lease was lost. Renewals that
+// ctx ends first, or store.ErrLost when the lease was lost. Renewals that
 // fail on a Redis error are only tried again: the wait goes on.
-func (d *Deliverer) holdFor(ctx context.Context, c buffer.Claim, h *hold, wait time.Duration, log *slog.Logger) error {
+func (d *Deliverer) holdFor(ctx context.Context, c store.Claim, h *hold, wait time.Duration, log *slog.Logger) error {
 	end := time.Now().Add(wait)
 	for {
 		left := time.Until(end)
@@ -394,7 +394,7 @@ func (d *Deliverer) holdFor(ctx context.Context, c buffer.Claim, h *hold, wait t
 			return err
 		}
 		_, err := d.renew(context.WithoutCancel(ctx), c, false, h)
-		if errors.Is(err, buffer.ErrLost) {
+		if errors.Is(err, store.ErrLost) {
 			return err
 		}
 		if err != nil {
@@ -404,9 +404,9 @@ func (d *Deliverer) holdFor(ctx context.Context, c buffer.Claim, h *hold, wait t
 }
 
 // release gives c up for another worker to re-drive at once.
-func (d *Deliverer) release(c buffer.Claim) {
+func (d *Deliverer) release(c store.Claim) {
 	err := d.call(context.Background(), func(ctx context.Context) error { return d.buf.Release(ctx, c) })
-	if err != nil && !errors.Is(err, buffer.ErrLost) {
+	if err != nil && !errors.Is(err, store.ErrLost) {
 		d.opts.Logger.Warn("release failed; the lease will expire", "conversation", c.Key,
 			"batch_id", batch.ID(c.Key, c.Generation), "err", err)
 	}

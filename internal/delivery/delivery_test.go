@@ -12,9 +12,9 @@ import (
 
 	"github.com/lullhq/lull/internal/backoff"
 	"github.com/lullhq/lull/internal/batch"
-	"github.com/lullhq/lull/internal/buffer"
 	"github.com/lullhq/lull/internal/delivery"
 	"github.com/lullhq/lull/internal/sink"
+	"github.com/lullhq/lull/internal/store"
 	"github.com/lullhq/lull/internal/testenv"
 )
 
@@ -44,7 +44,7 @@ func (s *scripted) got() []batch.Batch {
 }
 
 type testBundle struct {
-	buf    *buffer.Buffer
+	buf    *store.Store
 	sink   *scripted
 	client rueidis.Client
 }
@@ -54,7 +54,7 @@ func setup(t *testing.T, fail func(int) error) testBundle {
 	t.Parallel()
 	ns := testenv.Namespace(t, "delivery")
 	client := testenv.Redis(t, ns)
-	buf := buffer.New(client, ns, buffer.Options{
+	buf := store.New(client, ns, store.Options{
 		QuietWindow: time.Millisecond, MaxWait: time.Minute, MaxMessages: 100,
 		DedupeWindow: time.Hour, TTL: time.Hour, Lease: 3 * time.Second,
 	})
@@ -62,14 +62,14 @@ func setup(t *testing.T, fail func(int) error) testBundle {
 }
 
 // claim buffers one message for key and claims it.
-func (tb testBundle) claim(t *testing.T, key string) buffer.Claim {
+func (tb testBundle) claim(t *testing.T, key string) store.Claim {
 	t.Helper()
 	ctx := context.Background()
 	_, err := tb.buf.Append(ctx, key, "m1", []byte(`{"id":"m1","text":"oi","received_at":"2026-11-25T20:00:00.000Z"}`), false)
 	require.NoError(t, err)
-	var c buffer.Claim
+	var c store.Claim
 	require.Eventually(t, func() bool {
-		var why buffer.FlushResult
+		var why store.FlushResult
 		c, why, err = tb.buf.Flush(ctx, key, "", "w1")
 		require.NoError(t, err)
 		return why == ""

@@ -11,10 +11,10 @@ import (
 
 	"github.com/lullhq/lull/internal/backoff"
 	"github.com/lullhq/lull/internal/batch"
-	"github.com/lullhq/lull/internal/buffer"
 	"github.com/lullhq/lull/internal/delivery"
 	"github.com/lullhq/lull/internal/poller"
 	"github.com/lullhq/lull/internal/sink"
+	"github.com/lullhq/lull/internal/store"
 	"github.com/lullhq/lull/internal/testenv"
 )
 
@@ -51,7 +51,7 @@ func TestDeliver_RedisOOMThenRecoveryDeliversWithinSeconds(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedisServer(t)
 	ns := testenv.Namespace(t, "delivery")
-	buf := buffer.New(r.Client, ns, buffer.Options{
+	buf := store.New(r.Client, ns, store.Options{
 		QuietWindow: time.Millisecond, MaxWait: time.Minute, MaxMessages: 100,
 		DedupeWindow: time.Hour, TTL: time.Hour, Lease: 10 * time.Second,
 	})
@@ -165,7 +165,7 @@ func TestDeliver_FrozenRedisEndsTheDeliveryAfterTheLease(t *testing.T) {
 	r := testenv.StartRedisServer(t)
 	ns := testenv.Namespace(t, "delivery")
 	const lease = 2 * time.Second
-	buf := buffer.New(r.Client, ns, buffer.Options{
+	buf := store.New(r.Client, ns, store.Options{
 		QuietWindow: time.Millisecond, MaxWait: time.Minute, MaxMessages: 100,
 		DedupeWindow: time.Hour, TTL: time.Hour, Lease: lease,
 	})

@@ -6,16 +6,16 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/lullhq/lull/internal/buffer"
+	"github.com/lullhq/lull/internal/store"
 )
 
 // Admin is the state the admin endpoints read and change: the dead-letter
 // store, and manual flushes.
 type Admin interface {
-	DeadLetters(ctx context.Context) ([]buffer.Dead, error)
-	DeadLetterByID(ctx context.Context, id string) (buffer.Dead, error)
+	DeadLetters(ctx context.Context) ([]store.Dead, error)
+	DeadLetterByID(ctx context.Context, id string) (store.Dead, error)
 	Replay(ctx context.Context, id string) error
-	FlushNow(ctx context.Context, key string) (buffer.Rescheduled, error)
+	FlushNow(ctx context.Context, key string) (store.Rescheduled, error)
 }
 
 var errUnauthorized = errors.New("missing or wrong admin token")

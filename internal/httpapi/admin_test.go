@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lullhq/lull/internal/batch"
-	"github.com/lullhq/lull/internal/buffer"
 	"github.com/lullhq/lull/internal/httpapi"
+	"github.com/lullhq/lull/internal/store"
 	"github.com/lullhq/lull/internal/testenv"
 )
 
@@ -27,14 +27,14 @@ func admin(method, path, token string) *http.Request {
 }
 
 // deadLetter leaves one dead-lettered batch of key in buf.
-func deadLetter(t *testing.T, buf *buffer.Buffer, key string) string {
+func deadLetter(t *testing.T, buf *store.Store, key string) string {
 	t.Helper()
 	ctx := context.Background()
 	_, err := buf.Append(ctx, key, "m1", []byte(`{"id":"m1","text":"oi","received_at":"2026-11-25T20:00:00.000Z"}`), false)
 	require.NoError(t, err)
-	var c buffer.Claim
+	var c store.Claim
 	require.Eventually(t, func() bool {
-		var why buffer.FlushResult
+		var why store.FlushResult
 		c, why, err = buf.Flush(ctx, key, "", "w1")
 		require.NoError(t, err)
 		return why == ""
@@ -46,7 +46,7 @@ func deadLetter(t *testing.T, buf *buffer.Buffer, key string) string {
 
 func TestAdmin_DeadLettersListedAndReplayed(t *testing.T) {
 	ns := testenv.Namespace(t, "admin")
-	buf := buffer.New(testenv.Redis(t, ns), ns, buffer.Options{QuietWindow: time.Millisecond, MaxMessages: 100, DedupeWindow: time.Hour, TTL: time.Hour, Lease: time.Minute})
+	buf := store.New(testenv.Redis(t, ns), ns, store.Options{QuietWindow: time.Millisecond, MaxMessages: 100, DedupeWindow: time.Hour, TTL: time.Hour, Lease: time.Minute})
 	tb := setup(t, testenv.AMQPURL(), func(o *httpapi.Options) { o.AdminToken, o.Admin = adminToken, buf })
 	id := deadLetter(t, buf, "5511 a:b")
 	q := "?batch_id=" + url.QueryEscape(id)
@@ -81,7 +81,7 @@ func TestAdmin_DeadLettersListedAndReplayed(t *testing.T) {
 
 func TestAdmin_ManualFlush(t *testing.T) {
 	ns := testenv.Namespace(t, "admin")
-	buf := buffer.New(testenv.Redis(t, ns), ns, buffer.Options{QuietWindow: time.Hour, MaxMessages: 100, DedupeWindow: time.Hour, TTL: 24 * time.Hour, Lease: time.Minute})
+	buf := store.New(testenv.Redis(t, ns), ns, store.Options{QuietWindow: time.Hour, MaxMessages: 100, DedupeWindow: time.Hour, TTL: 24 * time.Hour, Lease: time.Minute})
 	tb := setup(t, testenv.AMQPURL(), func(o *httpapi.Options) { o.AdminToken, o.Admin = adminToken, buf })
 	ctx := context.Background()
 

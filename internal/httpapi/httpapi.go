@@ -16,9 +16,9 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/google/uuid"
 
-	"github.com/lullhq/lull/internal/buffer"
 	"github.com/lullhq/lull/internal/ingest"
 	"github.com/lullhq/lull/internal/jsonenc"
+	"github.com/lullhq/lull/internal/store"
 )
 
 // Publisher makes an encoded envelope durable (a confirmed publish).
@@ -47,7 +47,7 @@ type Options struct {
 	// caps below before a message is published (nil: no check). While Redis
 	// cannot answer, messages are taken: the cap bounds Redis, it is not a
 	// reason to refuse ingest when Redis is down.
-	Buffered            func(ctx context.Context, key string) (buffer.Level, error)
+	Buffered            func(ctx context.Context, key string) (store.Level, error)
 	MaxBufferedMessages int64 // MAX_BUFFERED_MESSAGES
 	MaxBufferedBytes    int64 // MAX_BUFFERED_BYTES
 
@@ -352,9 +352,9 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 			status, body = fiber.StatusUnsupportedMediaType, fiber.Map{"error": err.Error()}
 		case errors.Is(err, errUnauthorized):
 			status, body = fiber.StatusUnauthorized, fiber.Map{"error": err.Error()}
-		case errors.Is(err, buffer.ErrNotFound):
+		case errors.Is(err, store.ErrNotFound):
 			status, body = fiber.StatusNotFound, fiber.Map{"error": "no such dead letter"}
-		case errors.Is(err, buffer.ErrBusy):
+		case errors.Is(err, store.ErrBusy):
 			status, body = fiber.StatusConflict, fiber.Map{"error": "the conversation has a batch in flight; replay once it is delivered"}
 		case errors.Is(err, errFull):
 			status, body = fiber.StatusTooManyRequests, fiber.Map{"error": err.Error()}

@@ -10,10 +10,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/lullhq/lull/internal/buffer"
 	"github.com/lullhq/lull/internal/httpapi"
 	"github.com/lullhq/lull/internal/ingest"
 	"github.com/lullhq/lull/internal/provider/whatsapp"
+	"github.com/lullhq/lull/internal/store"
 	"github.com/lullhq/lull/internal/testenv"
 )
 
@@ -89,7 +89,7 @@ func TestGeneric_LimitsAnswerNamingTheField(t *testing.T) {
 // refused with 429 and Retry-After; other conversations are not affected.
 func TestGeneric_FullConversationGets429(t *testing.T) {
 	ns := testenv.Namespace(t, "full")
-	buf := buffer.New(testenv.Redis(t, ns), ns, buffer.Options{QuietWindow: time.Hour, MaxMessages: 100, DedupeWindow: time.Hour, TTL: 2 * time.Hour, Lease: time.Minute})
+	buf := store.New(testenv.Redis(t, ns), ns, store.Options{QuietWindow: time.Hour, MaxMessages: 100, DedupeWindow: time.Hour, TTL: 2 * time.Hour, Lease: time.Minute})
 	tb := setup(t, testenv.AMQPURL(), func(o *httpapi.Options) {
 		o.Buffered, o.MaxBufferedMessages, o.MaxBufferedBytes = buf.Buffered, 3, 1<<20
 	})

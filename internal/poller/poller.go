@@ -11,7 +11,7 @@ import (
 
 	"github.com/lullhq/lull/internal/backoff"
 	"github.com/lullhq/lull/internal/batch"
-	"github.com/lullhq/lull/internal/buffer"
+	"github.com/lullhq/lull/internal/store"
 )
 
 // Options configure a Poller.
@@ -28,8 +28,8 @@ type Options struct {
 
 // Poller claims due batches and hands them to deliver.
 type Poller struct {
-	buf     *buffer.Buffer
-	deliver func(context.Context, buffer.Claim) bool
+	buf     *store.Store
+	deliver func(context.Context, store.Claim) bool
 	opts    Options
 
 	mu     sync.Mutex
@@ -41,7 +41,7 @@ type Poller struct {
 // and may block (the poller waits: that is its back pressure). It reports
 // whether it started a delivery: false when, say, this worker still runs
 // the same batch, whose lease ran out meanwhile.
-func New(buf *buffer.Buffer, deliver func(context.Context, buffer.Claim) bool, opts Options) *Poller {
+func New(buf *store.Store, deliver func(context.Context, store.Claim) bool, opts Options) *Poller {
 	if opts.Interval <= 0 {
 		opts.Interval = time.Second
 	}
@@ -150,7 +150,7 @@ func (p *Poller) sleep(ctx context.Context, timer *time.Timer) bool {
 // scan claims every due conversation. It returns when the next one is due
 // (zero: none) and whether a shard had more due than Limit.
 func (p *Poller) scan(ctx context.Context) (next time.Time, more bool, err error) {
-	var sched []buffer.Schedule
+	var sched []store.Schedule
 	err = p.call(ctx, func(ctx context.Context) (err error) {
 		sched, err = p.buf.Due(ctx, p.opts.Limit)
 		return err
@@ -194,7 +194,7 @@ func (p *Poller) scan(ctx context.Context) (next time.Time, more bool, err error
 			err = o.Err
 		case o.Result == "":
 			p.deliver(ctx, o.Claim)
-		case o.Result == buffer.FlushStale:
+		case o.Result == store.FlushStale:
 			more = true // its new deadline may already have passed
 		}
 	}
@@ -203,7 +203,7 @@ func (p *Poller) scan(ctx context.Context) (next time.Time, more bool, err error
 
 // recover re-drives batches whose lease expired: their worker died or hung.
 func (p *Poller) recover(ctx context.Context) error {
-	var sched []buffer.Schedule
+	var sched []store.Schedule
 	err := p.call(ctx, func(ctx context.Context) (err error) {
 		sched, err = p.buf.Expired(ctx, p.opts.Limit)
 		return err
@@ -213,7 +213,7 @@ func (p *Poller) recover(ctx context.Context) error {
 	}
 	for _, s := range sched {
 		for _, d := range s.Due {
-			var c buffer.Claim
+			var c store.Claim
 			var ok bool
 			err := p.call(ctx, func(ctx context.Context) (err error) {
 				c, ok, err = p.buf.Reclaim(ctx, d.Key, p.opts.Owner)

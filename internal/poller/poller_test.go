@@ -9,21 +9,21 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/lullhq/lull/internal/buffer"
 	"github.com/lullhq/lull/internal/poller"
+	"github.com/lullhq/lull/internal/store"
 	"github.com/lullhq/lull/internal/testenv"
 )
 
 func TestPollers_EachBurstClaimedOnceAcrossPollers(t *testing.T) {
 	t.Parallel()
 	ns := testenv.Namespace(t, "poller")
-	buf := buffer.New(testenv.Redis(t, ns), ns, buffer.Options{
+	buf := store.New(testenv.Redis(t, ns), ns, store.Options{
 		QuietWindow: 50 * time.Millisecond, MaxWait: time.Minute, MaxMessages: 100,
 		DedupeWindow: time.Hour, TTL: time.Hour, Lease: time.Minute,
 	})
 	var mu sync.Mutex
-	claims := map[string][]buffer.Claim{}
-	deliver := func(ctx context.Context, c buffer.Claim) bool {
+	claims := map[string][]store.Claim{}
+	deliver := func(ctx context.Context, c store.Claim) bool {
 		mu.Lock()
 		claims[c.Key] = append(claims[c.Key], c)
 		mu.Unlock()

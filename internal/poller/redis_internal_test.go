@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/lullhq/lull/internal/buffer"
+	"github.com/lullhq/lull/internal/store"
 	"github.com/lullhq/lull/internal/testenv"
 )
 
@@ -19,12 +19,12 @@ func TestScan_DeadRedisConnectionFailsWithinTheTimeout(t *testing.T) {
 	redis := testenv.StartRedisServer(t)
 	client, freeze := redis.Client, func() { redis.Freeze(t) }
 	ns := testenv.Namespace(t, "poller")
-	buf := buffer.New(client, ns, buffer.Options{
+	buf := store.New(client, ns, store.Options{
 		QuietWindow: time.Millisecond, MaxWait: time.Minute, MaxMessages: 100,
 		DedupeWindow: time.Hour, TTL: time.Hour, Lease: time.Minute,
 	})
 	const timeout = 300 * time.Millisecond
-	p := New(buf, func(context.Context, buffer.Claim) bool { return false }, Options{Owner: "w1", RedisTimeout: timeout})
+	p := New(buf, func(context.Context, store.Claim) bool { return false }, Options{Owner: "w1", RedisTimeout: timeout})
 	ctx := context.Background()
 	_, _, err := p.scan(ctx)
 	require.NoError(t, err, "a live Redis scans fine")

@@ -2,7 +2,7 @@
 // messages, finds due conversations, claims, renews, commits and reclaims
 // batches. Every state change is one atomic Lua script (see lua/); callers
 // never see raw replies.
-package buffer
+package store
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 
 // ErrLost means the caller no longer holds a batch: it was committed, or
 // reclaimed by another worker after its lease expired.
-var ErrLost = errors.New("buffer: batch no longer held")
+var ErrLost = errors.New("store: batch no longer held")
 
 // Options are the buffering rules.
 type Options struct {
@@ -40,27 +40,27 @@ type Options struct {
 }
 
 // Buffer is the Redis state of one namespace.
-type Buffer struct {
+type Store struct {
 	client rueidis.Client
 	keys   keys.Space
 	opts   Options
 }
 
 // New returns the buffer of namespace ns.
-func New(client rueidis.Client, ns string, opts Options) *Buffer {
+func New(client rueidis.Client, ns string, opts Options) *Store {
 	if opts.MaxMessages <= 0 {
 		opts.MaxMessages = 100
 	}
-	return &Buffer{client: client, keys: keys.New(ns), opts: opts}
+	return &Store{client: client, keys: keys.New(ns), opts: opts}
 }
 
 // Keys is the buffer's key space.
-func (b *Buffer) Keys() keys.Space { return b.keys }
+func (b *Store) Keys() keys.Space { return b.keys }
 
 // Lease is how long a claim is held.
-func (b *Buffer) Lease() time.Duration { return b.opts.Lease }
+func (b *Store) Lease() time.Duration { return b.opts.Lease }
 
-func (b *Buffer) now() string {
+func (b *Store) now() string {
 	if b.opts.Now == nil {
 		return ""
 	}
@@ -81,7 +81,7 @@ type Appended struct {
 // Append stores message (its JSON encoding) with id in conversation key's
 // buffer unless id was seen within the dedupe window, and reschedules the
 // conversation's flush (at once when flushNow).
-func (b *Buffer) Append(ctx context.Context, key, id string, message []byte, flushNow bool) (Appended, error) {
+func (b *Store) Append(ctx context.Context, key, id string, message []byte, flushNow bool) (Appended, error) {
 	k := b.keys.Conversation(key)
 	now := ""
 	if flushNow {
@@ -111,16 +111,16 @@ type Rescheduled struct {
 // Typing extends conversation key's quiet window from now, as a new message
 // would (still capped by max wait): the user is typing or recording. It does
 // nothing when nothing is buffered.
-func (b *Buffer) Typing(ctx context.Context, key string) (Rescheduled, error) {
+func (b *Store) Typing(ctx context.Context, key string) (Rescheduled, error) {
 	return b.schedule(ctx, key, "typing")
 }
 
 // FlushNow makes conversation key due at once (reason "manual").
-func (b *Buffer) FlushNow(ctx context.Context, key string) (Rescheduled, error) {
+func (b *Store) FlushNow(ctx context.Context, key string) (Rescheduled, error) {
 	return b.schedule(ctx, key, "manual")
 }
 
-func (b *Buffer) schedule(ctx context.Context, key, mode string) (Rescheduled, error) {
+func (b *Store) schedule(ctx context.Context, key, mode string) (Rescheduled, error) {
 	k := b.keys.Conversation(key)
 	vals, err := lua.Schedule.Exec(ctx, b.client,
 		[]string{k.Buf, k.Meta, k.Due},
@@ -150,16 +150,16 @@ type Schedule struct {
 
 // Due returns, for every shard, the conversations whose deadline has passed
 // (at most limit per shard) and when the next one is due.
-func (b *Buffer) Due(ctx context.Context, limit int) ([]Schedule, error) {
+func (b *Store) Due(ctx context.Context, limit int) ([]Schedule, error) {
 	return b.ready(ctx, limit, b.keys.Due)
 }
 
 // Expired returns, for every shard, the batches whose lease has expired.
-func (b *Buffer) Expired(ctx context.Context, limit int) ([]Schedule, error) {
+func (b *Store) Expired(ctx context.Context, limit int) ([]Schedule, error) {
 	return b.ready(ctx, limit, b.keys.Inflight)
 }
 
-func (b *Buffer) ready(ctx context.Context, limit int, key func(int) string) ([]Schedule, error) {
+func (b *Store) ready(ctx context.Context, limit int, key func(int) string) ([]Schedule, error) {
 	execs := make([]rueidis.LuaExec, keys.Shards)
 	for s := range execs {
 		execs[s] = rueidis.LuaExec{Keys: []string{key(s)}, Args: []string{strconv.Itoa(limit), b.now()}}
@@ -198,7 +198,7 @@ func (b *Buffer) ready(ctx context.Context, limit int, key func(int) string) ([]
 
 // Generations returns the current generation of each conversation (0 when it
 // has none), in one round trip.
-func (b *Buffer) Generations(ctx context.Context, convs []string) ([]string, error) {
+func (b *Store) Generations(ctx context.Context, convs []string) ([]string, error) {
 	cmds := make(rueidis.Commands, len(convs))
 	for i, c := range convs {
 		cmds[i] = b.client.B().Hget().Key(b.keys.Conversation(c).Meta).Field("gen").Build()
@@ -240,7 +240,7 @@ const (
 // Flush claims conversation key's buffer as a batch for owner if its deadline
 // has passed, its generation is still genSeen ("" = any) and no earlier batch
 // of it is in flight. When it claims nothing, the result says why.
-func (b *Buffer) Flush(ctx context.Context, key, genSeen, owner string) (Claim, FlushResult, error) {
+func (b *Store) Flush(ctx context.Context, key, genSeen, owner string) (Claim, FlushResult, error) {
 	return b.FlushMany(ctx, []string{key}, []string{genSeen}, owner)[0].unpack()
 }
 
@@ -254,7 +254,7 @@ type FlushOutcome struct {
 func (o FlushOutcome) unpack() (Claim, FlushResult, error) { return o.Claim, o.Result, o.Err }
 
 // FlushMany runs Flush for many conversations in one round trip.
-func (b *Buffer) FlushMany(ctx context.Context, convs, gensSeen []string, owner string) []FlushOutcome {
+func (b *Store) FlushMany(ctx context.Context, convs, gensSeen []string, owner string) []FlushOutcome {
 	maxBytes := ""
 	if b.opts.MaxBytes > 0 {
 		maxBytes = strconv.Itoa(b.opts.MaxBytes)
@@ -321,7 +321,7 @@ func claimReply(res rueidis.RedisResult, key, owner string) (Claim, string, erro
 // Naming the attempt instead of adding one makes a call retried after a lost
 // reply count once. It returns the attempt count, or ErrLost when c is no
 // longer held.
-func (b *Buffer) Renew(ctx context.Context, c Claim, attempt bool) (int, error) {
+func (b *Store) Renew(ctx context.Context, c Claim, attempt bool) (int, error) {
 	k := b.keys.Conversation(c.Key)
 	count := "0"
 	if attempt {
@@ -355,7 +355,7 @@ type Committed struct {
 // Already set. It returns ErrLost only when c was taken over: another
 // generation holds the batch, or c is gone without having been committed
 // (dead-lettered, say).
-func (b *Buffer) Commit(ctx context.Context, c Claim) (Committed, error) {
+func (b *Store) Commit(ctx context.Context, c Claim) (Committed, error) {
 	k := b.keys.Conversation(c.Key)
 	vals, err := lua.Commit.Exec(ctx, b.client,
 		[]string{k.Batch, k.Inflight, k.Due, k.Meta, k.Buf},
@@ -380,7 +380,7 @@ func (b *Buffer) Commit(ctx context.Context, c Claim) (Committed, error) {
 
 // Release gives up c's lease at once, so any worker re-drives it on its next
 // scan (used at shutdown instead of waiting for the lease to run out).
-func (b *Buffer) Release(ctx context.Context, c Claim) error {
+func (b *Store) Release(ctx context.Context, c Claim) error {
 	k := b.keys.Conversation(c.Key)
 	n, err := lua.Renew.Exec(ctx, b.client,
 		[]string{k.Batch, k.Inflight},
@@ -397,7 +397,7 @@ func (b *Buffer) Release(ctx context.Context, c Claim) error {
 
 // Reclaim takes over conversation key's batch for owner if its lease has
 // expired. ok is false when there was nothing to take.
-func (b *Buffer) Reclaim(ctx context.Context, key, owner string) (c Claim, ok bool, err error) {
+func (b *Store) Reclaim(ctx context.Context, key, owner string) (c Claim, ok bool, err error) {
 	k := b.keys.Conversation(key)
 	c, why, err := claimReply(lua.Reclaim.Exec(ctx, b.client,
 		[]string{k.Inflight, k.Batch},
@@ -417,7 +417,7 @@ type Level struct {
 
 // Buffered reads conversation key's Level in one round trip; the api checks
 // it against MAX_BUFFERED_MESSAGES and MAX_BUFFERED_BYTES.
-func (b *Buffer) Buffered(ctx context.Context, key string) (Level, error) {
+func (b *Store) Buffered(ctx context.Context, key string) (Level, error) {
 	k := b.keys.Conversation(key)
 	res := b.client.DoMulti(ctx,
 		b.client.B().Llen().Key(k.Buf).Build(),

@@ -1,4 +1,4 @@
-package buffer_test
+package store_test
 
 import (
 	"context"
@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lullhq/lull/internal/buffer"
+	"github.com/lullhq/lull/internal/store"
 	"github.com/lullhq/lull/internal/testenv"
 )
 
-func benchBuffer(b *testing.B) *buffer.Buffer {
+func benchBuffer(b *testing.B) *store.Store {
 	ns := testenv.Namespace(b, "bench")
-	return buffer.New(testenv.Redis(b, ns), ns, buffer.Options{
+	return store.New(testenv.Redis(b, ns), ns, store.Options{
 		QuietWindow: time.Hour, MaxWait: 2 * time.Hour, MaxMessages: 1 << 30,
 		DedupeWindow: time.Hour, TTL: 24 * time.Hour, Lease: time.Minute,
 	})

@@ -1,4 +1,4 @@
-package buffer_test
+package store_test
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lullhq/lull/internal/batch"
-	"github.com/lullhq/lull/internal/buffer"
 	"github.com/lullhq/lull/internal/keys"
+	"github.com/lullhq/lull/internal/store"
 	"github.com/lullhq/lull/internal/testenv"
 	"github.com/lullhq/lull/lua"
 )
@@ -38,7 +38,7 @@ func TestDeadLetter_ReleasesConversationAndReplaysSameBatch(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, t0+20_000, res.Next, "what arrived meanwhile flushes on its own deadline")
 	_, err = tb.buf.Commit(ctx, c)
-	require.ErrorIs(t, err, buffer.ErrLost, "a dead-lettered batch is no longer in flight")
+	require.ErrorIs(t, err, store.ErrLost, "a dead-lettered batch is no longer in flight")
 
 	id := batch.ID("u1", c.Generation)
 	all, err := tb.buf.DeadLetters(ctx)
@@ -55,12 +55,12 @@ func TestDeadLetter_ReleasesConversationAndReplaysSameBatch(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, why)
 	require.Equal(t, []string{"c"}, texts(t, next))
-	require.ErrorIs(t, tb.buf.Replay(ctx, id), buffer.ErrBusy)
+	require.ErrorIs(t, tb.buf.Replay(ctx, id), store.ErrBusy)
 	_, err = tb.buf.Commit(ctx, next)
 	require.NoError(t, err)
 
 	require.NoError(t, tb.buf.Replay(ctx, id))
-	require.ErrorIs(t, tb.buf.Replay(ctx, id), buffer.ErrNotFound, "replayed once")
+	require.ErrorIs(t, tb.buf.Replay(ctx, id), store.ErrNotFound, "replayed once")
 	all, err = tb.buf.DeadLetters(ctx)
 	require.NoError(t, err)
 	require.Empty(t, all)
@@ -79,8 +79,8 @@ func TestDeadLetterByID_UnknownIDs(t *testing.T) {
 	ctx := context.Background()
 	for _, id := range []string{"", "nogen", "u1:0", "u1:x", "u1:42"} {
 		_, err := tb.buf.DeadLetterByID(ctx, id)
-		require.ErrorIs(t, err, buffer.ErrNotFound, "%q", id)
-		require.ErrorIs(t, tb.buf.Replay(ctx, id), buffer.ErrNotFound, "%q", id)
+		require.ErrorIs(t, err, store.ErrNotFound, "%q", id)
+		require.ErrorIs(t, tb.buf.Replay(ctx, id), store.ErrNotFound, "%q", id)
 	}
 }
 
@@ -97,7 +97,7 @@ func TestRelease_LetsAnotherWorkerRedriveAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok, "released without waiting for the lease")
 	require.Equal(t, c.Generation, again.Generation)
-	require.ErrorIs(t, tb.buf.Release(ctx, c), buffer.ErrLost, "the old owner holds nothing")
+	require.ErrorIs(t, tb.buf.Release(ctx, c), store.ErrLost, "the old owner holds nothing")
 }
 
 // keysInShard returns n conversation keys that share one shard.
@@ -148,7 +148,7 @@ func pttl(t *testing.T, tb testBundle, key string) time.Duration {
 }
 
 func TestDeadLetter_RecordAndSetExpireAfterTTL(t *testing.T) {
-	tb := setup(t, func(o *buffer.Options) { o.DeadLetterTTL = time.Hour })
+	tb := setup(t, func(o *store.Options) { o.DeadLetterTTL = time.Hour })
 	ctx := context.Background()
 	id := deadLetter(t, tb, "u1")
 	rec := recordKey(tb, id)
@@ -173,7 +173,7 @@ func TestDeadLetter_DefaultRetention(t *testing.T) {
 }
 
 func TestDeadLetter_EntriesOlderThanTTLAreTrimmed(t *testing.T) {
-	tb := setup(t, func(o *buffer.Options) { o.DeadLetterTTL = time.Hour })
+	tb := setup(t, func(o *store.Options) { o.DeadLetterTTL = time.Hour })
 	ctx := context.Background()
 	conv := keysInShard(2)
 	old := deadLetter(t, tb, conv[0])
@@ -193,7 +193,7 @@ func TestDeadLetter_EntriesOlderThanTTLAreTrimmed(t *testing.T) {
 
 func TestDeadLetter_OldestBeyondShardShareAreRemovedWithTheirRecords(t *testing.T) {
 	// 20 over 16 shards: ceil(20/16) = 2 per shard.
-	tb := setup(t, func(o *buffer.Options) { o.DeadLetterMax = 20 })
+	tb := setup(t, func(o *store.Options) { o.DeadLetterMax = 20 })
 	ctx := context.Background()
 	conv := keysInShard(4)
 	var ids []string
@@ -241,8 +241,8 @@ func TestDeadLetters_SkipIDsWhoseRecordExpired(t *testing.T) {
 	require.Len(t, all, 1)
 	require.Equal(t, kept, all[0].Batch.BatchID)
 	_, err = tb.buf.DeadLetterByID(ctx, gone)
-	require.ErrorIs(t, err, buffer.ErrNotFound)
-	require.ErrorIs(t, tb.buf.Replay(ctx, gone), buffer.ErrNotFound)
+	require.ErrorIs(t, err, store.ErrNotFound)
+	require.ErrorIs(t, tb.buf.Replay(ctx, gone), store.ErrNotFound)
 }
 
 // dead.lua derives the records it trims from a prefix in ARGV; it refuses a

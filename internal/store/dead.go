@@ -1,4 +1,4 @@
-package buffer
+package store
 
 import (
 	"context"
@@ -19,8 +19,8 @@ import (
 
 // Dead-letter errors.
 var (
-	ErrNotFound = errors.New("buffer: no such dead letter")
-	ErrBusy     = errors.New("buffer: conversation has a batch in flight")
+	ErrNotFound = errors.New("store: no such dead letter")
+	ErrBusy     = errors.New("store: conversation has a batch in flight")
 )
 
 // Dead-letter retention when Options leave it unset (DEAD_LETTER_TTL and
@@ -32,7 +32,7 @@ const (
 
 // deadRetention is the record TTL in ms and how many entries one shard's
 // dead set keeps: ceil(DeadLetterMax / keys.Shards), at least 1.
-func (b *Buffer) deadRetention() (ttl, perShard string) {
+func (b *Store) deadRetention() (ttl, perShard string) {
 	d, n := b.opts.DeadLetterTTL, b.opts.DeadLetterMax
 	if d <= 0 {
 		d = DefaultDeadLetterTTL
@@ -48,7 +48,7 @@ func (b *Buffer) deadRetention() (ttl, perShard string) {
 // DeadLetterTTL; the shard's oldest dead letters beyond its share of
 // DeadLetterMax, and any older than DeadLetterTTL, are removed with their
 // records in the same atomic step.
-func (b *Buffer) DeadLetter(ctx context.Context, c Claim, why string) (Committed, error) {
+func (b *Store) DeadLetter(ctx context.Context, c Claim, why string) (Committed, error) {
 	k := b.keys.Conversation(c.Key)
 	id := batch.ID(c.Key, c.Generation)
 	record := k.DeadRecord(c.Generation)
@@ -85,7 +85,7 @@ type Dead struct {
 // DeadLetters lists every dead-lettered batch, oldest first. An id whose
 // record is gone (replayed meanwhile, or expired before the set was trimmed)
 // is left out.
-func (b *Buffer) DeadLetters(ctx context.Context) ([]Dead, error) {
+func (b *Store) DeadLetters(ctx context.Context) ([]Dead, error) {
 	cmds := make(rueidis.Commands, keys.Shards)
 	for s := range cmds {
 		cmds[s] = b.client.B().Zrange().Key(b.keys.Dead(s)).Min("0").Max("-1").Build()
@@ -114,7 +114,7 @@ func (b *Buffer) DeadLetters(ctx context.Context) ([]Dead, error) {
 }
 
 // DeadLetterByID returns one dead-lettered batch.
-func (b *Buffer) DeadLetterByID(ctx context.Context, id string) (Dead, error) {
+func (b *Store) DeadLetterByID(ctx context.Context, id string) (Dead, error) {
 	key, gen, ok := keys.ParseBatchID(id)
 	if !ok {
 		return Dead{}, fmt.Errorf("dead letter %q: %w", id, ErrNotFound)
@@ -145,7 +145,7 @@ func (b *Buffer) DeadLetterByID(ctx context.Context, id string) (Dead, error) {
 // id, same messages, attempts counted anew); any worker delivers it on its
 // next scan for expired leases. ErrBusy: the conversation has another batch
 // in flight — replay once it is delivered.
-func (b *Buffer) Replay(ctx context.Context, id string) error {
+func (b *Store) Replay(ctx context.Context, id string) error {
 	key, gen, ok := keys.ParseBatchID(id)
 	if !ok {
 		return fmt.Errorf("replay %q: %w", id, ErrNotFound)

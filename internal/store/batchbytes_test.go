@@ -1,4 +1,4 @@
-package buffer_test
+package store_test
 
 import (
 	"context"
@@ -9,12 +9,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/lullhq/lull/internal/buffer"
+	"github.com/lullhq/lull/internal/store"
 )
 
 func TestFlush_BatchNeverExceedsMaxBytes(t *testing.T) {
 	const maxBytes = 1000
-	tb := setup(t, func(o *buffer.Options) { o.MaxBytes = maxBytes })
+	tb := setup(t, func(o *store.Options) { o.MaxBytes = maxBytes })
 	ctx := context.Background()
 	var want []string
 	for i := range 10 {
@@ -29,7 +29,7 @@ func TestFlush_BatchNeverExceedsMaxBytes(t *testing.T) {
 	for range 10 {
 		c, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
 		require.NoError(t, err)
-		if why == buffer.FlushGone {
+		if why == store.FlushGone {
 			break
 		}
 		require.Empty(t, why)
@@ -49,7 +49,7 @@ func TestFlush_BatchNeverExceedsMaxBytes(t *testing.T) {
 }
 
 func TestFlush_OneMessageLargerThanMaxBytesTravelsAlone(t *testing.T) {
-	tb := setup(t, func(o *buffer.Options) { o.MaxBytes = 100 })
+	tb := setup(t, func(o *store.Options) { o.MaxBytes = 100 })
 	ctx := context.Background()
 	for i, m := range []string{strings.Repeat("a", 200), "b"} {
 		_, err := tb.buf.Append(ctx, "u1", fmt.Sprint(i), msg(m), false)
@@ -63,7 +63,7 @@ func TestFlush_OneMessageLargerThanMaxBytesTravelsAlone(t *testing.T) {
 }
 
 func TestBuffered_CountsWhatIsNotYetClaimed(t *testing.T) {
-	tb := setup(t, func(o *buffer.Options) { o.MaxMessages = 2 })
+	tb := setup(t, func(o *store.Options) { o.MaxMessages = 2 })
 	ctx := context.Background()
 	lvl, err := tb.buf.Buffered(ctx, "u1")
 	require.NoError(t, err)
@@ -77,14 +77,14 @@ func TestBuffered_CountsWhatIsNotYetClaimed(t *testing.T) {
 	}
 	lvl, err = tb.buf.Buffered(ctx, "u1")
 	require.NoError(t, err)
-	require.Equal(t, buffer.Level{Messages: 3, Bytes: total}, lvl)
+	require.Equal(t, store.Level{Messages: 3, Bytes: total}, lvl)
 
 	c, why, err := tb.buf.Flush(ctx, "u1", "", "w1") // a slice of 2
 	require.NoError(t, err)
 	require.Empty(t, why)
 	lvl, err = tb.buf.Buffered(ctx, "u1")
 	require.NoError(t, err)
-	require.Equal(t, buffer.Level{Messages: 1, Bytes: int64(len(msg("m2")))}, lvl)
+	require.Equal(t, store.Level{Messages: 1, Bytes: int64(len(msg("m2")))}, lvl)
 	_, err = tb.buf.Commit(ctx, c)
 	require.NoError(t, err)
 	_, why, err = tb.buf.Flush(ctx, "u1", "", "w1")

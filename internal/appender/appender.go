@@ -1,6 +1,6 @@
 // Package intake moves inbound deliveries into conversation buffers: it
 // decodes each one, appends it to Redis, and settles it exactly once.
-package intake
+package appender
 
 import (
 	"context"
@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/lullhq/lull/internal/backoff"
-	"github.com/lullhq/lull/internal/buffer"
 	"github.com/lullhq/lull/internal/ingest"
 	"github.com/lullhq/lull/internal/jsonenc"
+	"github.com/lullhq/lull/internal/store"
 )
 
 // Settler settles one broker delivery.
@@ -22,7 +22,7 @@ type Settler interface {
 	DeadLetter() error
 }
 
-// Options configure an Intake.
+// Options configure an Appender.
 type Options struct {
 	Lanes       int                       // conversations are spread over this many serial lanes (default 16)
 	Logger      *slog.Logger              //
@@ -34,17 +34,17 @@ type job struct {
 	s   Settler
 }
 
-// Intake appends deliveries to their conversation's buffer. Messages of one
+// Appender appends deliveries to their conversation's buffer. Messages of one
 // conversation go through one lane, in queue order.
-type Intake struct {
-	buf   *buffer.Buffer
+type Appender struct {
+	buf   *store.Store
 	opts  Options
 	lanes []chan job
 	retry backoff.Policy
 }
 
-// New returns an Intake writing to buf.
-func New(buf *buffer.Buffer, opts Options) *Intake {
+// New returns an Appender writing to buf.
+func New(buf *store.Store, opts Options) *Appender {
 	if opts.Lanes <= 0 {
 		opts.Lanes = 16
 	}
@@ -58,13 +58,13 @@ func New(buf *buffer.Buffer, opts Options) *Intake {
 	for i := range lanes {
 		lanes[i] = make(chan job, 16)
 	}
-	return &Intake{buf: buf, opts: opts, lanes: lanes, retry: backoff.Policy{Min: 50 * time.Millisecond, Max: 2 * time.Second}}
+	return &Appender{buf: buf, opts: opts, lanes: lanes, retry: backoff.Policy{Min: 50 * time.Millisecond, Max: 2 * time.Second}}
 }
 
 // Handle takes one delivery. A body that can never be processed is
 // dead-lettered at once; the rest are queued to their conversation's lane.
 // It blocks while that lane is full.
-func (in *Intake) Handle(ctx context.Context, body []byte, s Settler) {
+func (in *Appender) Handle(ctx context.Context, body []byte, s Settler) {
 	env, err := ingest.Decode(body)
 	if err != nil {
 		in.opts.Logger.Error("poison message dead-lettered", "err", err, "bytes", len(body))
@@ -83,7 +83,7 @@ func (in *Intake) Handle(ctx context.Context, body []byte, s Settler) {
 }
 
 // Run works the lanes until ctx is done, then requeues what they still hold.
-func (in *Intake) Run(ctx context.Context) error {
+func (in *Appender) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, lane := range in.lanes {
 		wg.Add(1)
@@ -96,7 +96,7 @@ func (in *Intake) Run(ctx context.Context) error {
 	return nil
 }
 
-func (in *Intake) work(ctx context.Context, lane chan job) {
+func (in *Appender) work(ctx context.Context, lane chan job) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -118,7 +118,7 @@ func (in *Intake) work(ctx context.Context, lane chan job) {
 // window of a typing user), retrying Redis errors with backoff, and settles
 // its delivery: ack once applied (or found a duplicate), requeue when
 // shutting down before that.
-func (in *Intake) process(ctx context.Context, j job) {
+func (in *Appender) process(ctx context.Context, j job) {
 	defer func() {
 		// A panic becomes a requeue: the quorum queue's delivery limit
 		// dead-letters a message that keeps failing.
@@ -148,7 +148,7 @@ func (in *Intake) process(ctx context.Context, j job) {
 }
 
 // applier is the Redis change an envelope asks for.
-func (in *Intake) applier(env ingest.Envelope) (func(context.Context) error, error) {
+func (in *Appender) applier(env ingest.Envelope) (func(context.Context) error, error) {
 	if env.Kind == ingest.KindTyping {
 		return func(ctx context.Context) error {
 			r, err := in.buf.Typing(ctx, env.Key)
@@ -171,7 +171,7 @@ func (in *Intake) applier(env ingest.Envelope) (func(context.Context) error, err
 	}, nil
 }
 
-func (in *Intake) settle(j job, how func() error) {
+func (in *Appender) settle(j job, how func() error) {
 	if err := how(); err != nil {
 		// The channel it came on is gone: the broker redelivers it, and the
 		// message id dedupes it.

@@ -1,4 +1,4 @@
-package buffer_test
+package store_test
 
 import (
 	"context"
@@ -8,11 +8,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/lullhq/lull/internal/buffer"
+	"github.com/lullhq/lull/internal/store"
 )
 
 // claimOne buffers text for key, lets its quiet window pass and claims it.
-func claimOne(t *testing.T, tb testBundle, key, text string) buffer.Claim {
+func claimOne(t *testing.T, tb testBundle, key, text string) store.Claim {
 	t.Helper()
 	ctx := context.Background()
 	_, err := tb.buf.Append(ctx, key, text, msg(text), false)
@@ -92,7 +92,7 @@ func TestCommit_TakenOverIsErrLost(t *testing.T) {
 	_, err = tb.buf.DeadLetter(ctx, c, "status 400")
 	require.NoError(t, err)
 	_, err = tb.buf.Commit(ctx, c)
-	require.ErrorIs(t, err, buffer.ErrLost)
+	require.ErrorIs(t, err, store.ErrLost)
 
 	// Another generation holds the batch.
 	tb.advance(10 * time.Second)
@@ -101,7 +101,7 @@ func TestCommit_TakenOverIsErrLost(t *testing.T) {
 	require.Empty(t, why)
 	require.NotEqual(t, c.Generation, next.Generation)
 	_, err = tb.buf.Commit(ctx, c)
-	require.ErrorIs(t, err, buffer.ErrLost)
+	require.ErrorIs(t, err, store.ErrLost)
 	_, err = tb.buf.Renew(ctx, next, false)
 	require.NoError(t, err, "the batch in flight is untouched")
 }

@@ -1,4 +1,4 @@
-package buffer_test
+package store_test
 
 import (
 	"context"
@@ -13,15 +13,15 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/require"
 
-	"github.com/lullhq/lull/internal/buffer"
 	"github.com/lullhq/lull/internal/keys"
+	"github.com/lullhq/lull/internal/store"
 	"github.com/lullhq/lull/internal/testenv"
 )
 
 const t0 = int64(1_800_000_000_000) // a fixed Unix ms clock
 
 type testBundle struct {
-	buf    *buffer.Buffer
+	buf    *store.Store
 	client rueidis.Client
 	ns     string
 	clock  *atomic.Int64
@@ -29,14 +29,14 @@ type testBundle struct {
 
 func (tb testBundle) advance(d time.Duration) { tb.clock.Add(d.Milliseconds()) }
 
-func setup(t *testing.T, mutate ...func(*buffer.Options)) testBundle {
+func setup(t *testing.T, mutate ...func(*store.Options)) testBundle {
 	t.Helper()
 	t.Parallel()
 	ns := testenv.Namespace(t, "buffer")
 	client := testenv.Redis(t, ns)
 	clock := &atomic.Int64{}
 	clock.Store(t0)
-	opts := buffer.Options{
+	opts := store.Options{
 		QuietWindow:  10 * time.Second,
 		MaxWait:      60 * time.Second,
 		MaxMessages:  100,
@@ -48,7 +48,7 @@ func setup(t *testing.T, mutate ...func(*buffer.Options)) testBundle {
 	for _, m := range mutate {
 		m(&opts)
 	}
-	return testBundle{buf: buffer.New(client, ns, opts), client: client, ns: ns, clock: clock}
+	return testBundle{buf: store.New(client, ns, opts), client: client, ns: ns, clock: clock}
 }
 
 func msg(text string) []byte {
@@ -56,7 +56,7 @@ func msg(text string) []byte {
 	return b
 }
 
-func texts(t *testing.T, c buffer.Claim) []string {
+func texts(t *testing.T, c store.Claim) []string {
 	t.Helper()
 	out := make([]string, len(c.Messages))
 	for i, m := range c.Messages {
@@ -84,9 +84,9 @@ func TestAppend_DeadlineArithmetic(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tb := setup(t, func(o *buffer.Options) { o.MaxWait, o.MaxMessages = tt.maxWait, tt.maxMsgs })
+			tb := setup(t, func(o *store.Options) { o.MaxWait, o.MaxMessages = tt.maxWait, tt.maxMsgs })
 			ctx := context.Background()
-			var a buffer.Appended
+			var a store.Appended
 			var err error
 			for i := 0; i <= len(tt.gaps); i++ {
 				if i > 0 {
@@ -140,7 +140,7 @@ func TestAppend_DuplicateIDStoredOnce(t *testing.T) {
 }
 
 func TestAppend_DedupeWindowExpires(t *testing.T) {
-	tb := setup(t, func(o *buffer.Options) { o.DedupeWindow = 5 * time.Second })
+	tb := setup(t, func(o *store.Options) { o.DedupeWindow = 5 * time.Second })
 	ctx := context.Background()
 	_, err := tb.buf.Append(ctx, "u1", "old", msg("a"), false)
 	require.NoError(t, err)
@@ -179,12 +179,12 @@ func TestFlush_ChecksDeadlineAndGeneration(t *testing.T) {
 
 	_, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
 	require.NoError(t, err)
-	require.Equal(t, buffer.FlushNotDue, why)
+	require.Equal(t, store.FlushNotDue, why)
 
 	tb.advance(10 * time.Second)
 	_, why, err = tb.buf.Flush(ctx, "u1", strconv.FormatInt(a.Generation-1, 10), "w1")
 	require.NoError(t, err)
-	require.Equal(t, buffer.FlushStale, why, "a generation the poller did not see is not flushed")
+	require.Equal(t, store.FlushStale, why, "a generation the poller did not see is not flushed")
 
 	c, why, err := tb.buf.Flush(ctx, "u1", strconv.FormatInt(a.Generation, 10), "w1")
 	require.NoError(t, err)
@@ -196,7 +196,7 @@ func TestFlush_ChecksDeadlineAndGeneration(t *testing.T) {
 
 	_, why, err = tb.buf.Flush(ctx, "u1", "", "w2")
 	require.NoError(t, err)
-	require.Equal(t, buffer.FlushGone, why, "a flushed conversation is not flushed twice")
+	require.Equal(t, store.FlushGone, why, "a flushed conversation is not flushed twice")
 
 	k := tb.buf.Keys().Conversation("u1")
 	exists, err := tb.client.Do(ctx, tb.client.B().Exists().Key(k.Buf).Build()).AsInt64()
@@ -247,7 +247,7 @@ func TestFlush_SerializesBatchesOfAConversation(t *testing.T) {
 	tb.advance(10 * time.Second)
 	_, why, err = tb.buf.Flush(ctx, "u1", "", "w1")
 	require.NoError(t, err)
-	require.Equal(t, buffer.FlushBusy, why)
+	require.Equal(t, store.FlushBusy, why)
 	k := tb.buf.Keys().Conversation("u1")
 	score, err := tb.client.Do(ctx, tb.client.B().Zscore().Key(k.Due).Member("u1").Build()).AsInt64()
 	require.NoError(t, err)
@@ -302,7 +302,7 @@ func TestReclaim_ExpiredLeaseRedrivesSameBatch(t *testing.T) {
 	tb.advance(31 * time.Second) // w1 died
 	exp, err := tb.buf.Expired(ctx, 10)
 	require.NoError(t, err)
-	require.Equal(t, []buffer.Scheduled{{Key: "u1", At: t0 + 40_000}}, exp[keys.Shard("u1")].Due)
+	require.Equal(t, []store.Scheduled{{Key: "u1", At: t0 + 40_000}}, exp[keys.Shard("u1")].Due)
 
 	c2, ok, err := tb.buf.Reclaim(ctx, "u1", "w2")
 	require.NoError(t, err)
@@ -315,7 +315,7 @@ func TestReclaim_ExpiredLeaseRedrivesSameBatch(t *testing.T) {
 	require.False(t, ok, "one reclaimer wins")
 
 	_, err = tb.buf.Renew(ctx, c1, true)
-	require.ErrorIs(t, err, buffer.ErrLost, "the old owner learns it lost the batch")
+	require.ErrorIs(t, err, store.ErrLost, "the old owner learns it lost the batch")
 	n, err = tb.buf.Renew(ctx, c2, true)
 	require.NoError(t, err)
 	require.Equal(t, 2, n)
@@ -368,7 +368,7 @@ func TestKeys_HostileConversationKeys(t *testing.T) {
 }
 
 func TestFlush_FloodIsClaimedInSlicesOfMaxMessages(t *testing.T) {
-	tb := setup(t, func(o *buffer.Options) { o.MaxMessages = 3 })
+	tb := setup(t, func(o *store.Options) { o.MaxMessages = 3 })
 	ctx := context.Background()
 	_, err := tb.buf.Append(ctx, "u1", "m0", msg("m0"), false)
 	require.NoError(t, err)
@@ -404,7 +404,7 @@ func TestFlush_FloodIsClaimedInSlicesOfMaxMessages(t *testing.T) {
 	require.Equal(t, want, got, "every message once, in arrival order")
 	_, why, err = tb.buf.Flush(ctx, "u1", "", "w1")
 	require.NoError(t, err)
-	require.Equal(t, buffer.FlushGone, why)
+	require.Equal(t, store.FlushGone, why)
 }
 
 func TestAppend_FlushNowIsDueAtOnce(t *testing.T) {
@@ -425,7 +425,7 @@ func TestAppend_FlushNowIsDueAtOnce(t *testing.T) {
 }
 
 func TestTyping_ExtendsQuietWindowCappedByMaxWait(t *testing.T) {
-	tb := setup(t, func(o *buffer.Options) { o.MaxWait = 25 * time.Second })
+	tb := setup(t, func(o *store.Options) { o.MaxWait = 25 * time.Second })
 	ctx := context.Background()
 
 	r, err := tb.buf.Typing(ctx, "u1")

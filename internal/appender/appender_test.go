@@ -1,4 +1,4 @@
-package intake_test
+package appender_test
 
 import (
 	"context"
@@ -8,9 +8,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/lullhq/lull/internal/buffer"
+	"github.com/lullhq/lull/internal/appender"
 	"github.com/lullhq/lull/internal/ingest"
-	"github.com/lullhq/lull/internal/intake"
+	"github.com/lullhq/lull/internal/store"
 	"github.com/lullhq/lull/internal/testenv"
 )
 
@@ -37,13 +37,13 @@ func (s *settled) get() []string {
 	return append([]string(nil), s.how...)
 }
 
-func setup(t *testing.T) (*intake.Intake, *buffer.Buffer) {
+func setup(t *testing.T) (*appender.Appender, *store.Store) {
 	t.Parallel()
 	ns := testenv.Namespace(t, "intake")
-	buf := buffer.New(testenv.Redis(t, ns), ns, buffer.Options{
+	buf := store.New(testenv.Redis(t, ns), ns, store.Options{
 		QuietWindow: time.Hour, MaxWait: 2 * time.Hour, MaxMessages: 100, DedupeWindow: time.Hour, TTL: 24 * time.Hour, Lease: time.Minute,
 	})
-	in := intake.New(buf, intake.Options{Lanes: 4})
+	in := appender.New(buf, appender.Options{Lanes: 4})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
