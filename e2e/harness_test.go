@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -111,13 +110,7 @@ func setup(tb testing.TB, opts options) *bundle {
 	b := &bundle{tb: tb, ns: testenv.Namespace(tb, "e2e"), opts: opts}
 	tb.Logf("namespace %s", b.ns)
 	b.redis = testenv.Redis(tb, b.ns)
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := queue.Purge(ctx, b.opts.AMQPURL, b.ns); err != nil {
-			tb.Errorf("purge queues of %s: %v", b.ns, err)
-		}
-	})
+	testenv.CleanupBroker(tb, b.opts.AMQPURL, b.ns)
 	broker, err := amqp.Dial(opts.AMQPURL)
 	require.NoError(tb, err, "rabbitmq %s", opts.AMQPURL)
 	b.broker = broker

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lullhq/lull/internal/queue"
+	"github.com/lullhq/lull/internal/testenv"
 )
 
 // waitFor bounds every polling wait in these tests.
@@ -48,13 +49,7 @@ func setup(t *testing.T) *testBundle {
 		ns:  "test-queue-" + hex.EncodeToString(b),
 		log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := queue.Purge(ctx, tb.url, tb.ns); err != nil {
-			t.Errorf("purge %s: %v", tb.ns, err)
-		}
-	})
+	testenv.CleanupBroker(t, tb.url, tb.ns)
 	return tb
 }
 

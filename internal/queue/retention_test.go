@@ -23,13 +23,7 @@ import (
 func retentionNS(t *testing.T) string {
 	t.Helper()
 	ns := testenv.Namespace(t, "retention")
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := queue.Purge(ctx, testenv.AMQPURL(), ns); err != nil {
-			t.Errorf("purge %s: %v", ns, err)
-		}
-	})
+	testenv.CleanupBroker(t, testenv.AMQPURL(), ns)
 	return ns
 }
 

@@ -15,7 +15,6 @@
 package queue
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -155,34 +154,6 @@ func declare(ch *amqp.Channel, ns string, o TopologyOptions, deadAsIs bool) erro
 		return fmt.Errorf("declare queue %s: %w", inbound, err)
 	}
 	return nil
-}
-
-// Purge deletes the queues and the exchange of namespace ns, with whatever
-// they hold. Tests use it to remove their own namespace; it is never called
-// by the services. Missing entities are not an error.
-func Purge(ctx context.Context, url, ns string) error {
-	conn, err := dial(ctx, url, "lull-purge-"+ns)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return fmt.Errorf("purge %s: open channel: %w", ns, err)
-	}
-	defer ch.Close()
-	var errs []error
-	for _, q := range []string{InboundQueue(ns), DeadLetterQueue(ns)} {
-		// Deleting a queue that does not exist is a no-op in RabbitMQ 3.x
-		// and later, so no passive declare is needed first.
-		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
-			errs = append(errs, fmt.Errorf("delete queue %s: %w", q, err))
-		}
-	}
-	if err := ch.ExchangeDelete(DeadLetterExchange(ns), false, false); err != nil {
-		errs = append(errs, fmt.Errorf("delete exchange %s: %w", DeadLetterExchange(ns), err))
-	}
-	return errors.Join(errs...)
 }
 
 // InboundTopology is the topology of namespace ns (see Declare) with opts:
