@@ -46,12 +46,6 @@ func run() int {
 		return 1
 	}
 
-	// A URL the client refuses stops the api here, naming the variable,
-	// rather than leaving it not ready forever.
-	if _, err := redisconn.Options(cfg.RedisURL); err != nil {
-		fmt.Fprintln(os.Stderr, "config: REDIS_URL:", err)
-		return 2
-	}
 	// Redis is only asked by /readyz here; connect in the background so the
 	// api takes webhooks even while Redis is down.
 	var redis atomic.Pointer[rueidis.Client]
@@ -59,7 +53,7 @@ func run() int {
 	go func() {
 		if c, err := redisconn.Connect(ctx, cfg.RedisURL, log); err == nil {
 			redis.Store(&c)
-			dead.buf.Store(store.New(c, cfg.Namespace, store.Options{}))
+			dead.buf.Store(store.New(c, cfg.Namespace, cfg.StoreOptions(log)))
 		}
 	}()
 	ping := func(ctx context.Context) error {
@@ -70,18 +64,13 @@ func run() int {
 		return (*c).Do(ctx, (*c).B().Ping().Build()).Error()
 	}
 
-	rules, err := cfg.FlushRules() // validated by config.Load
-	if err != nil {
-		log.Error("immediate-flush rules", "err", err)
-		return 2
-	}
 	app := httpapi.New(httpapi.Options{
 		Publisher:           publisher,
 		RedisPing:           ping,
 		BodyLimit:           cfg.BodyLimit,
 		PublishTimeout:      cfg.PublishTimeout,
 		Logger:              log,
-		Rules:               rules,
+		Rules:               cfg.MustFlushRules(), // config.Load checked them
 		WebhookToken:        cfg.WebhookToken,
 		Buffered:            dead.Buffered,
 		MaxBufferedMessages: int64(cfg.MaxBufferedMessages),

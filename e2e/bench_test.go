@@ -4,17 +4,18 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lullhq/lull/e2e/harness"
 )
 
 // BenchmarkIngest measures accepted webhooks per second: POST /webhook
 // answered 202 (durable in RabbitMQ), from many goroutines over many keys,
 // against a real api and worker delivering to an HTTP receiver.
 func BenchmarkIngest(b *testing.B) {
-	bb := setup(b, options{QuietWindow: 200 * time.Millisecond, Bench: true})
+	bb := harness.Setup(b, harness.Options{QuietWindow: 200 * time.Millisecond, Bench: true})
 	const keys = 1000
 	var next atomic.Int64
 	b.SetParallelism(16)
@@ -24,7 +25,7 @@ func BenchmarkIngest(b *testing.B) {
 		for pb.Next() {
 			i := next.Add(1)
 			key := fmt.Sprintf("bench-%04d", i%keys)
-			if status := bb.post(key, msgText(key, int(i)), nil); status != http.StatusAccepted {
+			if status := bb.Post(key, harness.MsgText(key, int(i)), nil); status != http.StatusAccepted {
 				b.Errorf("POST /webhook: status %d", status)
 				return
 			}
@@ -36,9 +37,9 @@ func BenchmarkIngest(b *testing.B) {
 
 	// Everything accepted must still come out, once.
 	drain := time.Now()
-	bb.waitDelivered(30*time.Second + time.Duration(b.N)*time.Millisecond)
+	bb.WaitDelivered(30*time.Second + time.Duration(b.N)*time.Millisecond)
 	b.ReportMetric(time.Since(drain).Seconds(), "drain-s")
-	assertExactlyOnce(b, bb.sentSoFar(), bb.recv.accepted())
+	harness.AssertExactlyOnce(b, bb.SentSoFar(), bb.Recv.Accepted())
 }
 
 // BenchmarkFlushLateness measures how long after its deadline a batch
@@ -46,37 +47,22 @@ func BenchmarkIngest(b *testing.B) {
 // QUIET_WINDOW), over b.N one-message conversations.
 func BenchmarkFlushLateness(b *testing.B) {
 	const quiet = 200 * time.Millisecond
-	bb := setup(b, options{QuietWindow: quiet, Bench: true})
-	const senders = 32
-	keys := make(chan string)
-	var wg sync.WaitGroup
-	for range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for key := range keys {
-				bb.send(key, msgText(key, 0))
-			}
-		}()
-	}
+	bb := harness.Setup(b, harness.Options{QuietWindow: quiet, Bench: true})
+	keys := harness.Keys("late-%06d", b.N)
 	b.ResetTimer()
-	for i := range b.N {
-		keys <- fmt.Sprintf("late-%06d", i)
-	}
-	close(keys)
-	wg.Wait()
-	got := bb.waitBatches(b.N, 30*time.Second+time.Duration(b.N)*time.Millisecond)
+	bb.SendEach(keys, 1, 32)
+	got := bb.WaitBatches(b.N, 30*time.Second+time.Duration(b.N)*time.Millisecond)
 	b.StopTimer()
-	assertExactlyOnce(b, bb.sentSoFar(), bb.recv.accepted())
+	harness.AssertExactlyOnce(b, bb.SentSoFar(), bb.Recv.Accepted())
 
 	// late: arrival at the receiver; flush: the claim (flushed_at), which
 	// leaves out the delivery's own queueing and HTTP time.
 	late := make([]time.Duration, 0, len(got))
 	flush := make([]time.Duration, 0, len(got))
 	for _, d := range got {
-		deadline := parseTime(b, d.Batch.LastAt).Add(quiet)
+		deadline := harness.ParseTime(b, d.Batch.LastAt).Add(quiet)
 		late = append(late, d.At.Sub(deadline))
-		flush = append(flush, parseTime(b, d.Batch.FlushedAt).Sub(deadline))
+		flush = append(flush, harness.ParseTime(b, d.Batch.FlushedAt).Sub(deadline))
 	}
 	report(b, late, "")
 	report(b, flush, "flush-")

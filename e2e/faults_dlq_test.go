@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/lullhq/lull/e2e/harness"
 	"github.com/lullhq/lull/internal/keys"
 )
 
@@ -24,25 +25,25 @@ const faultAdminToken = "faults-admin-token-0123456789"
 
 // dlq runs `worker dlq args...` with the deployment's environment, as an
 // operator would, and returns its exit status and output.
-func (b *bundle) dlq(args ...string) (int, string) {
-	b.tb.Helper()
+func dlq(b *harness.Deployment, args ...string) (int, string) {
+	b.TB.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bins.worker, append([]string{"dlq"}, args...)...)
-	cmd.Env = b.environ()
+	cmd := exec.CommandContext(ctx, harness.WorkerBinary(), append([]string{"dlq"}, args...)...)
+	cmd.Env = b.Environ()
 	out, err := cmd.CombinedOutput()
 	if err != nil && cmd.ProcessState == nil {
-		b.tb.Fatalf("worker dlq %s: %v", strings.Join(args, " "), err)
+		b.TB.Fatalf("worker dlq %s: %v", strings.Join(args, " "), err)
 	}
 	return cmd.ProcessState.ExitCode(), string(out)
 }
 
 // adminReplay asks the api to replay batch id and returns the status.
-func (b *bundle) adminReplay(id string) (int, string) {
-	req, err := http.NewRequest(http.MethodPost, b.url("/admin/dead-letters/replay?batch_id="+url.QueryEscape(id)), nil)
-	require.NoError(b.tb, err)
+func adminReplay(b *harness.Deployment, id string) (int, string) {
+	req, err := http.NewRequest(http.MethodPost, b.URL("/admin/dead-letters/replay?batch_id="+url.QueryEscape(id)), nil)
+	require.NoError(b.TB, err)
 	req.Header.Set("Authorization", "Bearer "+faultAdminToken)
-	resp, err := b.client.Do(req)
+	resp, err := b.Client.Do(req)
 	if err != nil {
 		return 0, err.Error()
 	}
@@ -53,15 +54,15 @@ func (b *bundle) adminReplay(id string) (int, string) {
 
 // rejectedBatches lists the batches of key the receiver answered 400, each
 // once, by generation.
-func rejectedBatches(ds []delivery, key string) []delivery {
-	var out []delivery
+func rejectedBatches(ds []harness.Received, key string) []harness.Received {
+	var out []harness.Received
 	for _, d := range ds {
 		if d.Status == http.StatusBadRequest && d.Batch.Key == key &&
-			!slices.ContainsFunc(out, func(o delivery) bool { return o.Batch.BatchID == d.Batch.BatchID }) {
+			!slices.ContainsFunc(out, func(o harness.Received) bool { return o.Batch.BatchID == d.Batch.BatchID }) {
 			out = append(out, d)
 		}
 	}
-	slices.SortFunc(out, func(a, b delivery) int { return int(a.Batch.Generation - b.Batch.Generation) })
+	slices.SortFunc(out, func(a, b harness.Received) int { return int(a.Batch.Generation - b.Batch.Generation) })
 	return out
 }
 
@@ -69,40 +70,40 @@ func testFaultDeadLetter(t *testing.T) {
 	opts := faultOptions()
 	opts.Env["ADMIN_TOKEN"] = faultAdminToken
 	f := newFaultRun(t, faultDeadLetter, opts)
-	spec := loadSpec{}
-	spec.setDefaults()
+	spec := harness.LoadSpec{}
+	spec.SetDefaults()
 	// Two conversations whose every batch the receiver refuses for good
 	// (400): they are dead-lettered at their first attempt. One is
 	// replayed with `worker dlq replay`, the other through the api.
-	byCLI, byAPI := spec.key(0), spec.key(1)
-	f.b.recv.reject(byCLI, byAPI)
-	f.load = f.b.startLoad(spec)
-	f.load.wait()
+	byCLI, byAPI := spec.Key(0), spec.Key(1)
+	f.b.Recv.Reject(byCLI, byAPI)
+	f.load = f.b.StartLoad(spec)
+	f.load.Wait()
 
 	// Every other conversation delivered, nothing in flight: the poisoned
 	// ones are all in the dead-letter store.
 	poisoned := func(k string) bool { return k == byCLI || k == byAPI }
-	var others []sentMsg
-	for _, s := range f.b.sentSoFar() {
+	var others []harness.Sent
+	for _, s := range f.b.SentSoFar() {
 		if !poisoned(s.Key) {
 			others = append(others, s)
 		}
 	}
-	waitUntil(t, 45*time.Second, "every other conversation delivered, nothing in flight", func() bool {
-		if missingFrom(others, distinct(f.b.recv.accepted())) > 0 {
+	harness.WaitUntil(t, 45*time.Second, "every other conversation delivered, nothing in flight", func() bool {
+		if harness.MissingFrom(others, harness.Distinct(f.b.Recv.Accepted())) > 0 {
 			return false
 		}
-		idle, err := quiescent(context.Background(), f.redis, f.b.ns)
+		idle, err := quiescent(context.Background(), f.redis, f.b.NS)
 		return err == nil && idle
 	})
-	for _, d := range f.b.recv.accepted() {
+	for _, d := range f.b.Recv.Accepted() {
 		require.False(t, poisoned(d.Batch.Key), "batch %s of a rejected conversation was accepted", d.Batch.BatchID)
 	}
-	cliBatches, apiBatches := rejectedBatches(f.b.recv.all(), byCLI), rejectedBatches(f.b.recv.all(), byAPI)
+	cliBatches, apiBatches := rejectedBatches(f.b.Recv.All(), byCLI), rejectedBatches(f.b.Recv.All(), byAPI)
 	require.NotEmpty(t, cliBatches)
 	require.NotEmpty(t, apiBatches)
 
-	code, out := f.b.dlq("list")
+	code, out := dlq(f.b, "list")
 	require.Equal(t, 0, code, "worker dlq list:\n%s", out)
 	t.Logf("worker dlq list:\n%s", out)
 	listed := 0
@@ -113,28 +114,28 @@ func testFaultDeadLetter(t *testing.T) {
 		listed++
 	}
 	require.Equal(t, len(cliBatches)+len(apiBatches), listed, "dead letters listed vs batches refused with 400")
-	code, out = f.b.dlq("show", cliBatches[0].Batch.BatchID)
+	code, out = dlq(f.b, "show", cliBatches[0].Batch.BatchID)
 	require.Equal(t, 0, code, "worker dlq show:\n%s", out)
 	assert.Contains(t, out, cliBatches[0].Batch.Messages[0].ID)
 
 	// The receiver is fixed; replay each conversation's batches in
 	// generation order, each once the one before it is delivered.
-	f.b.recv.accept()
-	replay := func(how string, rejected []delivery, do func(id string) (busy bool, err error)) {
+	f.b.Recv.AcceptAll()
+	replay := func(how string, rejected []harness.Received, do func(id string) (busy bool, err error)) {
 		for _, r := range rejected {
 			id := r.Batch.BatchID
-			waitUntil(t, 10*time.Second, "replay of "+id+" by "+how+" accepted", func() bool {
+			harness.WaitUntil(t, 10*time.Second, "replay of "+id+" by "+how+" accepted", func() bool {
 				busy, err := do(id)
 				require.NoError(t, err)
 				return !busy
 			})
-			waitUntil(t, 15*time.Second, "replayed batch "+id+" delivered", func() bool {
-				return slices.ContainsFunc(f.b.recv.accepted(), func(d delivery) bool { return d.Batch.BatchID == id })
+			harness.WaitUntil(t, 15*time.Second, "replayed batch "+id+" delivered", func() bool {
+				return slices.ContainsFunc(f.b.Recv.Accepted(), func(d harness.Received) bool { return d.Batch.BatchID == id })
 			})
 		}
 	}
 	replay("worker dlq replay", cliBatches, func(id string) (bool, error) {
-		code, out := f.b.dlq("replay", id)
+		code, out := dlq(f.b, "replay", id)
 		switch {
 		case code == 0:
 			return false, nil
@@ -144,7 +145,7 @@ func testFaultDeadLetter(t *testing.T) {
 		return false, fmt.Errorf("worker dlq replay %s: exit %d: %s", id, code, out)
 	})
 	replay("POST /admin/dead-letters/replay", apiBatches, func(id string) (bool, error) {
-		status, body := f.b.adminReplay(id)
+		status, body := adminReplay(f.b, id)
 		switch status {
 		case http.StatusAccepted:
 			return false, nil
@@ -156,15 +157,15 @@ func testFaultDeadLetter(t *testing.T) {
 	f.finish()
 
 	// Replayed unchanged: the batch delivered is the batch refused.
-	accepted := f.b.recv.accepted()
+	accepted := f.b.Recv.Accepted()
 	for _, r := range append(cliBatches, apiBatches...) {
-		i := slices.IndexFunc(accepted, func(d delivery) bool { return d.Batch.BatchID == r.Batch.BatchID })
+		i := slices.IndexFunc(accepted, func(d harness.Received) bool { return d.Batch.BatchID == r.Batch.BatchID })
 		if assert.GreaterOrEqual(t, i, 0, "batch %s never delivered", r.Batch.BatchID) {
-			assert.True(t, sameBatch(r.Batch, accepted[i].Batch), "batch %s replayed with other contents: %v then %v",
-				r.Batch.BatchID, ids(r.Batch), ids(accepted[i].Batch))
+			assert.True(t, harness.SameBatch(r.Batch, accepted[i].Batch), "batch %s replayed with other contents: %v then %v",
+				r.Batch.BatchID, harness.IDs(r.Batch), harness.IDs(accepted[i].Batch))
 		}
 	}
-	code, out = f.b.dlq("list")
+	code, out = dlq(f.b, "list")
 	require.Equal(t, 0, code, "worker dlq list:\n%s", out)
 	assert.Contains(t, out, "no dead letters", "dead letters left after every replay")
 	t.Logf("replayed %d batches with worker dlq replay and %d through the api", len(cliBatches), len(apiBatches))

@@ -4,8 +4,6 @@ package e2e
 
 import (
 	"context"
-	"net"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -14,39 +12,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// startVolatileRedis starts a redis-server of the test's own on a free port,
-// in a directory of the test's own, persisting nothing (--save "",
-// --appendonly no) and refusing writes once full (noeviction). It is killed
-// when the test ends; its methods are redisServer's.
+// startVolatileRedis starts a redis-server of the test's own (see
+// redisServer) persisting nothing (--save "", --appendonly no) and
+// refusing writes once full (noeviction).
 func startVolatileRedis(t *testing.T) *redisServer {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Fatalf("redis-server not on PATH: %v", err)
-	}
-	r := &redisServer{t: t, addr: freeAddr(t), dir: t.TempDir(), n: 1}
-	_, port, _ := net.SplitHostPort(r.addr)
-	out := &lineWriter{emit: func(line string) { t.Logf("redis| %s", line) }}
-	r.cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", port, "--dir", r.dir,
-		"--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction", "--daemonize", "no")
-	r.cmd.Stdout, r.cmd.Stderr = out, out
-	require.NoError(t, r.cmd.Start(), "start redis-server")
-	done := make(chan struct{})
-	r.done = done
-	cmd := r.cmd
-	go func() {
-		_ = cmd.Wait()
-		out.flush()
-		close(done)
-	}()
-	t.Cleanup(func() {
-		if !r.exited() {
-			r.kill()
-		}
-	})
-	waitUntil(t, 20*time.Second, "redis-server on "+r.addr+" answers PING", func() bool {
-		return !r.exited() && r.ping()
-	})
-	return r
+	return newRedisServer(t, "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction")
 }
 
 // Redis out of memory: mid-stream, with batches in flight, the Redis of the
@@ -61,8 +32,7 @@ func testFaultRedisOOM(t *testing.T) {
 	opts.Env["REDIS_URL"] = srv.url()
 	f := newFaultRun(t, faultRedisOOM, opts)
 	f.redis = srv.client()
-	f.load = f.b.startLoad(networkLoad())
-	f.b.waitAccepted(f.load, 0.35)
+	f.midStream(networkLoad())
 	inflight := f.waitInflight(3)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -72,23 +42,23 @@ func testFaultRedisOOM(t *testing.T) {
 	// A limit no delete can get back under: full until it is lifted.
 	require.NoError(t, f.redis.Do(ctx, f.redis.B().ConfigSet().ParameterValue().ParameterValue("maxmemory", "1").Build()).Error())
 	full := time.Now()
-	err = f.redis.Do(ctx, f.redis.B().Set().Key(f.b.ns+":oom-probe").Value("x").Build()).Error()
+	err = f.redis.Do(ctx, f.redis.B().Set().Key(f.b.NS+":oom-probe").Value("x").Build()).Error()
 	require.Error(t, err, "a write went through with maxmemory reached")
 	require.Contains(t, err.Error(), "OOM", "the refused write")
-	t.Logf("redis full (%s) with %d batches in flight, %d messages accepted", memoryLine(used), inflight, len(f.b.sentSoFar()))
+	t.Logf("redis full (%s) with %d batches in flight, %d messages accepted", memoryLine(used), inflight, len(f.b.SentSoFar()))
 
 	time.Sleep(3 * time.Second)
-	ready, _, qerr := f.b.queueState()
+	ready, _, qerr := f.b.QueueState()
 	require.NoError(t, f.redis.Do(ctx, f.redis.B().ConfigSet().ParameterValue().ParameterValue("maxmemory", "0").Build()).Error())
 	t.Logf("memory freed after %s; %d messages were waiting in the queue (%v)", time.Since(full).Round(time.Millisecond), ready, qerr)
 	f.finish()
 
 	// Redis refusing writes is no reason for the broker link to drop.
-	for _, line := range f.b.outputLines("worker", "consumer disconnected") {
+	for _, line := range f.b.OutputLines("worker", "consumer disconnected") {
 		t.Log(line)
 	}
-	oom := f.b.outputLines("worker", "OOM")
-	summary, _ := f.b.problemSummary("worker")
+	oom := f.b.OutputLines("worker", "OOM")
+	summary, _ := f.b.ProblemSummary("worker")
 	t.Logf("the worker logged %d lines naming the OOM; its warnings and errors: %s", len(oom), summary)
 	if assert.NotEmpty(t, oom, "no worker log line says Redis refused writes (OOM)") {
 		t.Logf("first: %s", oom[0])

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/lullhq/lull/e2e/harness"
 )
 
 // rabbitmqctl runs `rabbitmqctl args...` ($LULL_RABBITMQCTL replaces the
@@ -54,19 +56,18 @@ func TestFault_RabbitMQRestart(t *testing.T) {
 			t.Errorf("rabbitmqctl await_startup in cleanup: %v", err)
 		}
 	})
-	f.load = f.b.startLoad(loadSpec{})
-	f.b.waitAccepted(f.load, 0.35)
+	f.midStream(harness.LoadSpec{})
 	if err := rabbitmqctl(t, "stop_app"); err != nil {
 		t.Fatalf("rabbitmqctl stop_app: %v", err)
 	}
 	stopped := time.Now()
-	t.Logf("broker stopped, %d messages accepted", len(f.b.sentSoFar()))
+	t.Logf("broker stopped, %d messages accepted", len(f.b.SentSoFar()))
 	time.Sleep(3 * time.Second) // stays down a while: the api answers 503
 	if err := rabbitmqctl(t, "start_app"); err != nil {
 		t.Fatalf("rabbitmqctl start_app: %v", err)
 	}
 	t.Logf("broker back %s after stop_app", time.Since(stopped).Round(time.Millisecond))
-	f.b.waitReady() // api ready, and the worker consumes again
+	f.b.WaitReady() // api ready, and the worker consumes again
 	f.finish()
-	assert.Positive(t, f.load.refusals(http.StatusServiceUnavailable), "the api answered no 503 while the broker was down")
+	assert.Positive(t, f.load.Refusals(http.StatusServiceUnavailable), "the api answered no 503 while the broker was down")
 }

@@ -13,61 +13,60 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/require"
+
+	"github.com/lullhq/lull/e2e/harness"
+	"github.com/lullhq/lull/internal/testenv"
 )
 
-// redisServer is a redis-server of the test's own, persisting every write
-// to an append-only file (fsync always) in a directory of the test's own,
-// so a kill -9 loses nothing it acknowledged.
+// redisServer is a redis-server of the test's own, on a port and in a
+// directory of the test's own, that a test may kill -9 and start again.
 type redisServer struct {
 	t    *testing.T
 	addr string // 127.0.0.1:port
 	dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	args []string // what it persists, and how
+	proc *harness.Proc
 	n    int // starts so far, to name the log lines
 }
 
-// startRedisServer starts a fresh AOF Redis on a free port; it is killed
-// when the test ends.
+// startRedisServer starts a fresh Redis persisting every write to an
+// append-only file (fsync always), so a kill -9 loses nothing it
+// acknowledged, on a free port; it is killed when the test ends.
 func startRedisServer(t *testing.T) *redisServer {
+	t.Helper()
+	return newRedisServer(t, "--appendonly", "yes", "--appendfsync", "always", "--save", "")
+}
+
+// newRedisServer starts redis-server with args and waits until it answers
+// PING; it is killed when the test ends.
+func newRedisServer(t *testing.T, args ...string) *redisServer {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server not on PATH: %v", err)
 	}
-	r := &redisServer{t: t, addr: freeAddr(t), dir: t.TempDir()}
-	r.start()
+	r := &redisServer{t: t, addr: testenv.FreeAddr(t), dir: t.TempDir(), args: args}
 	t.Cleanup(func() {
-		if r.cmd != nil && !r.exited() {
+		if r.proc != nil && !r.proc.Exited() {
 			r.kill()
 		}
 	})
+	r.start()
 	return r
 }
 
 func (r *redisServer) url() string { return "redis://" + r.addr + "/0" }
 
 // start runs redis-server on r's port and directory (replaying the AOF
-// there) and waits until it answers PING.
+// there, if it keeps one) and waits until it answers PING.
 func (r *redisServer) start() {
 	r.t.Helper()
 	_, port, _ := net.SplitHostPort(r.addr)
 	r.n++
 	name := fmt.Sprintf("redis%d", r.n)
-	out := &lineWriter{emit: func(line string) { r.t.Logf("%s| %s", name, line) }}
-	r.cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", port, "--dir", r.dir,
-		"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no")
-	r.cmd.Stdout, r.cmd.Stderr = out, out
-	require.NoError(r.t, r.cmd.Start(), "start redis-server")
-	done := make(chan struct{})
-	r.done = done
-	cmd := r.cmd
-	go func() {
-		_ = cmd.Wait()
-		out.flush()
-		close(done)
-	}()
-	waitUntil(r.t, 20*time.Second, "redis-server on "+r.addr+" answers PING", func() bool {
-		return !r.exited() && r.ping()
+	cmd := exec.Command("redis-server", append([]string{"--bind", "127.0.0.1", "--port", port, "--dir", r.dir, "--daemonize", "no"}, r.args...)...)
+	r.proc = harness.StartProc(r.t, "redis-server", cmd, func(line string) { r.t.Logf("%s| %s", name, line) })
+	harness.WaitUntil(r.t, 20*time.Second, "redis-server on "+r.addr+" answers PING", func() bool {
+		return !r.proc.Exited() && r.ping()
 	})
 }
 
@@ -86,20 +85,8 @@ func (r *redisServer) ping() bool {
 	return err == nil && strings.TrimSpace(line) == "+PONG"
 }
 
-func (r *redisServer) exited() bool {
-	select {
-	case <-r.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // kill sends SIGKILL and waits for the exit.
-func (r *redisServer) kill() {
-	_ = r.cmd.Process.Kill()
-	<-r.done
-}
+func (r *redisServer) kill() { r.proc.Kill() }
 
 // client connects the test to r (rueidis reconnects by itself after a
 // restart); it is closed when the test ends.
@@ -121,11 +108,10 @@ func testFaultRedisKill(t *testing.T) {
 	opts.Env["REDIS_URL"] = srv.url()
 	f := newFaultRun(t, faultRedisKill, opts)
 	f.redis = srv.client()
-	f.load = f.b.startLoad(loadSpec{})
-	f.b.waitAccepted(f.load, 0.35)
+	f.midStream(harness.LoadSpec{})
 	inflight := f.waitInflight(3)
 	srv.kill()
-	t.Logf("redis killed with %d batches in flight, %d messages accepted", inflight, len(f.b.sentSoFar()))
+	t.Logf("redis killed with %d batches in flight, %d messages accepted", inflight, len(f.b.SentSoFar()))
 	time.Sleep(1500 * time.Millisecond) // stays dead a while: appends and commits fail
 	srv.start()
 	t.Logf("redis restarted from its AOF")

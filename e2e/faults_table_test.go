@@ -16,6 +16,7 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/require"
 
+	"github.com/lullhq/lull/e2e/harness"
 	"github.com/lullhq/lull/internal/batch"
 	"github.com/lullhq/lull/internal/keys"
 )
@@ -39,27 +40,27 @@ type faultRow struct {
 // account computes a row from every message the api accepted and every
 // request the receiver got. It counts; assertExactlyOnce judges order and
 // content.
-func account(fault string, sent []sentMsg, ds []delivery) faultRow {
+func account(fault string, sent []harness.Sent, ds []harness.Received) faultRow {
 	row := faultRow{Fault: fault}
-	accepted := map[msgRef]bool{}
+	accepted := map[harness.Ref]bool{}
 	for _, s := range sent {
-		accepted[msgRef{s.Key, s.ID}] = true
+		accepted[s.Ref()] = true
 	}
 	row.Accepted = len(accepted)
 
-	oks := map[string]int{}                   // batch id -> 2xx answers
-	inBatches := map[msgRef]map[string]bool{} // message -> batch ids it was delivered in
-	twiceInOne := map[msgRef]bool{}
+	oks := map[string]int{}                        // batch id -> 2xx answers
+	inBatches := map[harness.Ref]map[string]bool{} // message -> batch ids it was delivered in
+	twiceInOne := map[harness.Ref]bool{}
 	for _, d := range ds {
-		if !d.ok() {
+		if !d.OK() {
 			row.Failed++
 			continue
 		}
 		id := d.Batch.BatchID
 		oks[id]++
-		seen := map[msgRef]bool{}
+		seen := map[harness.Ref]bool{}
 		for _, m := range d.Batch.Messages {
-			ref := msgRef{d.Batch.Key, m.ID}
+			ref := harness.Ref{Key: d.Batch.Key, ID: m.ID}
 			if seen[ref] {
 				twiceInOne[ref] = true
 			}
@@ -107,7 +108,7 @@ func recordRow(row faultRow) {
 func formatTable(rows []faultRow) string {
 	rows = slices.Clone(rows)
 	slices.SortStableFunc(rows, func(a, b faultRow) int {
-		return slices.Index(faultOrder, a.Fault) - slices.Index(faultOrder, b.Fault)
+		return faultIndex(a.Fault) - faultIndex(b.Fault)
 	})
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "%-38s %8s %9s %4s %10s %11s %7s %6s %7s %5s  %s\n",
@@ -166,10 +167,10 @@ func quiescent(ctx context.Context, client rueidis.Client, ns string) (bool, err
 type faultRun struct {
 	t      *testing.T
 	name   string
-	b      *bundle
+	b      *harness.Deployment
 	redis  rueidis.Client // where the processes keep their state
 	begun  time.Time
-	load   *load
+	load   *harness.Load
 	ending time.Duration // how long finish waits for delivery; default 45s
 }
 
@@ -177,21 +178,28 @@ type faultRun struct {
 // windows, a receiver failing 10% of deliveries and taking up to 100ms over
 // the others (so batches are in flight when a fault hits), and a
 // MAX_ATTEMPTS that a run of bad luck cannot exhaust.
-func faultOptions() options {
-	return options{
+func faultOptions() harness.Options {
+	return harness.Options{
 		QuietWindow: 300 * time.Millisecond,
 		MaxWait:     2 * time.Second,
-		Receiver:    receiverOptions{FailShare: 0.10, Latency: 100 * time.Millisecond},
+		Receiver:    harness.ReceiverOptions{FailShare: 0.10, Latency: 100 * time.Millisecond},
 		Bench:       true, // process output only if the test fails, at info level
 		Env:         map[string]string{"MAX_ATTEMPTS": "20", "LOG_LEVEL": "debug"},
 	}
 }
 
 // newFaultRun sets up a scenario's deployment with opts.
-func newFaultRun(t *testing.T, name string, opts options) *faultRun {
-	b := setup(t, opts)
-	f := &faultRun{t: t, name: name, b: b, redis: b.redis, begun: time.Now(), ending: 45 * time.Second}
+func newFaultRun(t *testing.T, name string, opts harness.Options) *faultRun {
+	b := harness.Setup(t, opts)
+	f := &faultRun{t: t, name: name, b: b, redis: b.Redis, begun: time.Now(), ending: 45 * time.Second}
 	return f
+}
+
+// midStream starts spec's traffic and waits until 35% of it was accepted:
+// the moment to inject a fault.
+func (f *faultRun) midStream(spec harness.LoadSpec) {
+	f.load = f.b.StartLoad(spec)
+	f.b.WaitAccepted(f.load, 0.35)
 }
 
 // finish waits for the traffic to end and for every accepted message to be
@@ -200,16 +208,16 @@ func newFaultRun(t *testing.T, name string, opts options) *faultRun {
 func (f *faultRun) finish() faultRow {
 	t, b := f.t, f.b
 	t.Helper()
-	f.load.wait()
-	sent := b.sentSoFar()
+	f.load.Wait()
+	sent := b.SentSoFar()
 	deadline := time.Now().Add(f.ending)
 	done := false
 	for !done && time.Now().Before(deadline) {
-		if missingFrom(sent, distinct(b.recv.accepted())) == 0 {
+		if harness.MissingFrom(sent, harness.Distinct(b.Recv.Accepted())) == 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			idle, err := quiescent(ctx, f.redis, b.ns)
+			idle, err := quiescent(ctx, f.redis, b.NS)
 			cancel()
-			messages, _, qerr := b.queueState()
+			messages, _, qerr := b.QueueState()
 			done = err == nil && idle && qerr == nil && messages == 0
 		}
 		if !done {
@@ -218,18 +226,18 @@ func (f *faultRun) finish() faultRow {
 	}
 	if !done {
 		t.Errorf("%s: not every accepted message delivered with nothing in flight within %s: %d of %d missing",
-			f.name, f.ending, missingFrom(sent, distinct(b.recv.accepted())), len(sent))
+			f.name, f.ending, harness.MissingFrom(sent, harness.Distinct(b.Recv.Accepted())), len(sent))
 	} else {
 		// Nothing is in flight: a request still coming would be a
 		// delivery nobody holds a lease for. Give one the time to show.
-		time.Sleep(callbackTimeout)
+		time.Sleep(harness.CallbackTimeout)
 	}
-	all := b.recv.all()
+	all := b.Recv.All()
 	row := account(f.name, sent, all)
-	row.Retried = int(f.load.retries.Load())
+	row.Retried = int(f.load.Retries())
 	row.Took = time.Since(f.begun)
-	if row.Accepted != f.load.total {
-		t.Errorf("%s: %d of %d messages accepted (%d given up)", f.name, row.Accepted, f.load.total, f.load.gaveUp.Load())
+	if row.Accepted != f.load.Total() {
+		t.Errorf("%s: %d of %d messages accepted (%d given up)", f.name, row.Accepted, f.load.Total(), f.load.GaveUp())
 	}
 	if row.Lost != 0 {
 		t.Errorf("%s: %d accepted messages lost", f.name, row.Lost)
@@ -237,12 +245,12 @@ func (f *faultRun) finish() faultRow {
 	if row.Duplicated != 0 {
 		t.Errorf("%s: %d messages delivered in more than one batch", f.name, row.Duplicated)
 	}
-	assertExactlyOnce(t, sent, all)
+	harness.AssertExactlyOnce(t, sent, all)
 	row.Passed = !t.Failed()
 	recordRow(row)
 	t.Logf("%s: %d accepted, %d delivered, %d lost, %d duplicated, %d batches (%d redelivered), %d receiver failures, %d POSTs retried (refused: %s), %s",
 		f.name, row.Accepted, row.Delivered, row.Lost, row.Duplicated, row.Batches, row.Redelivered, row.Failed, row.Retried,
-		f.load.refusedSummary(), row.Took.Round(time.Millisecond))
+		f.load.RefusedSummary(), row.Took.Round(time.Millisecond))
 	return row
 }
 
@@ -250,21 +258,21 @@ func (f *faultRun) finish() faultRow {
 // a zero in the table means none rather than not counted.
 func TestFaultAccounting(t *testing.T) {
 	t.Parallel()
-	sent := []sentMsg{{Key: "k", ID: "a"}, {Key: "k", ID: "b"}, {Key: "k", ID: "c"}, {Key: "k", ID: "d"}, {Key: "k", ID: "a"}}
-	deliver := func(gen int64, status int, msgs ...string) delivery {
+	sent := []harness.Sent{{Key: "k", ID: "a"}, {Key: "k", ID: "b"}, {Key: "k", ID: "c"}, {Key: "k", ID: "d"}, {Key: "k", ID: "a"}}
+	deliver := func(gen int64, status int, msgs ...string) harness.Received {
 		b := batch.Batch{BatchID: batch.ID("k", gen), Key: "k", Generation: gen}
 		for _, m := range msgs {
 			b.Messages = append(b.Messages, batch.Message{ID: m})
 		}
-		return delivery{Batch: b, Status: status}
+		return harness.Received{Batch: b, Status: status}
 	}
-	ds := []delivery{
+	ds := []harness.Received{
 		deliver(1, http.StatusServiceUnavailable, "a", "b"),
 		deliver(1, http.StatusOK, "a", "b"),
-		deliver(1, http.StatusOK, "a", "b"), // redelivered, same batch
-		deliver(2, http.StatusOK, "b", "c"), // b again, in another batch
-		deliver(3, statusDropped, "d"),      // d never delivered
-		deliver(4, http.StatusOK, "e", "e"), // never accepted, and twice in one batch
+		deliver(1, http.StatusOK, "a", "b"),    // redelivered, same batch
+		deliver(2, http.StatusOK, "b", "c"),    // b again, in another batch
+		deliver(3, harness.StatusDropped, "d"), // d never delivered
+		deliver(4, http.StatusOK, "e", "e"),    // never accepted, and twice in one batch
 	}
 	got := account("made up", sent, ds)
 	want := faultRow{Fault: "made up", Accepted: 4, Delivered: 3, Lost: 1, Duplicated: 2, Redelivered: 1, Batches: 3, Failed: 2}

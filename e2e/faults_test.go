@@ -21,10 +21,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/lullhq/lull/e2e/harness"
 	"github.com/lullhq/lull/internal/keys"
 )
 
-// The faults, in table order.
+// The faults, in table order (see scenarios).
 const (
 	faultWorkerKill     = "worker kill -9 + restart"
 	faultOneOfTwoKilled = "2 workers, one kill -9, not restarted"
@@ -36,28 +37,62 @@ const (
 	faultDeadLetter     = "receiver 400 -> dead letter -> replay"
 )
 
-var faultOrder = []string{faultWorkerKill, faultOneOfTwoKilled, faultAPIKill, faultRabbitMQ,
-	faultRedisKill, faultWorkerSIGTERM, faultReceiverDown, faultDeadLetter}
-
-// TestFaults runs every fault but the broker restart, one subtest each
-// (they run in parallel up to -parallel; the Taskfile runs them one at a
-// time), and prints the table when all are done.
-func TestFaults(t *testing.T) {
-	reportTable(t)
-	t.Run("WorkerKill9Restart", testFaultWorkerKill)
-	t.Run("TwoWorkersOneKilled", testFaultOneOfTwoKilled)
-	t.Run("APIKill9Restart", testFaultAPIKill)
-	t.Run("RedisKill9Restart", testFaultRedisKill)
-	t.Run("WorkerSIGTERMMidDelivery", testFaultWorkerSIGTERM)
-	t.Run("ReceiverDown", testFaultReceiverDown)
-	t.Run("DeadLetterReplay", testFaultDeadLetter)
+// scenarios are the faults in table order: the row each records, its
+// subtest, and whether TestFaultsNetwork runs it rather than TestFaults.
+// The broker restart runs alone, in TestFault_RabbitMQRestart.
+var scenarios = []struct {
+	row, subtest string
+	network      bool
+	run          func(*testing.T)
+}{
+	{faultWorkerKill, "WorkerKill9Restart", false, testFaultWorkerKill},
+	{faultOneOfTwoKilled, "TwoWorkersOneKilled", false, testFaultOneOfTwoKilled},
+	{faultAPIKill, "APIKill9Restart", false, testFaultAPIKill},
+	{faultRabbitMQ, "", false, nil},
+	{faultRedisKill, "RedisKill9Restart", false, testFaultRedisKill},
+	{faultWorkerSIGTERM, "WorkerSIGTERMMidDelivery", false, testFaultWorkerSIGTERM},
+	{faultReceiverDown, "ReceiverDown", false, testFaultReceiverDown},
+	{faultDeadLetter, "DeadLetterReplay", false, testFaultDeadLetter},
+	{faultRedisLatency, "RedisLatencySpikes", true, testFaultRedisLatency},
+	{faultRedisResets, "RedisResets", true, testFaultRedisResets},
+	{faultAPIHalfOpen, "APIBrokerHalfOpen", true, testFaultAPIHalfOpen},
+	{faultWorkerHalfOpen, "WorkerBrokerHalfOpen", true, testFaultWorkerHalfOpen},
+	{faultRedisOOM, "RedisOutOfMemory", true, testFaultRedisOOM},
+	{faultMemoryAlarm, "RabbitMQMemoryAlarm", true, testFaultMemoryAlarm},
 }
+
+// faultIndex is the place of row in the table.
+func faultIndex(row string) int {
+	for i, s := range scenarios {
+		if s.row == row {
+			return i
+		}
+	}
+	return len(scenarios)
+}
+
+// runScenarios runs the scenarios of TestFaults (network false) or of
+// TestFaultsNetwork, one subtest each (they run in parallel up to
+// -parallel; the Taskfile runs them one at a time), and prints the table
+// of every fault run by the binary when all are done.
+func runScenarios(t *testing.T, network bool) {
+	reportTable(t)
+	for _, s := range scenarios {
+		if s.run != nil && s.network == network {
+			t.Run(s.subtest, s.run)
+		}
+	}
+}
+
+// TestFaults runs every fault but the broker restart and the network and
+// resource faults.
+func TestFaults(t *testing.T) { runScenarios(t, false) }
 
 // waitInflight waits (briefly) until at least n batches are in flight, so
 // the fault that follows hits deliveries under way, and returns how many.
 func (f *faultRun) waitInflight(n int64) int64 {
 	got := int64(0)
-	waitUntil(f.t, 10*time.Second, fmt.Sprintf("%d batches in flight", n), func() bool {
+	harness.WaitUntil(f.t, 10*time.Second, fmt.Sprintf("%d batches in flight", n), func() bool {
 		got = f.inflight()
 		return got >= n
 	})
@@ -70,7 +105,7 @@ func (f *faultRun) inflight() int64 {
 	defer cancel()
 	n := int64(0)
 	for s := range keys.Shards {
-		c, err := f.redis.Do(ctx, f.redis.B().Zcard().Key(keys.New(f.b.ns).Inflight(s)).Build()).AsInt64()
+		c, err := f.redis.Do(ctx, f.redis.B().Zcard().Key(keys.New(f.b.NS).Inflight(s)).Build()).AsInt64()
 		if err == nil {
 			n += c
 		}
@@ -80,13 +115,12 @@ func (f *faultRun) inflight() int64 {
 
 func testFaultWorkerKill(t *testing.T) {
 	f := newFaultRun(t, faultWorkerKill, faultOptions())
-	f.load = f.b.startLoad(loadSpec{})
-	f.b.waitAccepted(f.load, 0.35)
+	f.midStream(harness.LoadSpec{})
 	inflight := f.waitInflight(3)
-	f.b.workers[0].kill()
-	t.Logf("worker killed with %d batches in flight, %d messages accepted", inflight, len(f.b.sentSoFar()))
+	f.b.Workers[0].Kill()
+	t.Logf("worker killed with %d batches in flight, %d messages accepted", inflight, len(f.b.SentSoFar()))
 	time.Sleep(time.Second) // stays dead a while: messages pile up in RabbitMQ
-	f.b.startWorker()
+	f.b.StartWorker()
 	f.finish()
 }
 
@@ -94,65 +128,61 @@ func testFaultOneOfTwoKilled(t *testing.T) {
 	opts := faultOptions()
 	opts.Workers = 2
 	f := newFaultRun(t, faultOneOfTwoKilled, opts)
-	f.load = f.b.startLoad(loadSpec{})
-	f.b.waitAccepted(f.load, 0.35)
+	f.midStream(harness.LoadSpec{})
 	inflight := f.waitInflight(3)
-	f.b.workers[0].kill()
-	t.Logf("worker1 killed with %d batches in flight (both workers), %d messages accepted", inflight, len(f.b.sentSoFar()))
+	f.b.Workers[0].Kill()
+	t.Logf("worker1 killed with %d batches in flight (both workers), %d messages accepted", inflight, len(f.b.SentSoFar()))
 	f.finish()
 }
 
 func testFaultAPIKill(t *testing.T) {
 	f := newFaultRun(t, faultAPIKill, faultOptions())
-	f.load = f.b.startLoad(loadSpec{})
-	f.b.waitAccepted(f.load, 0.35)
-	f.b.api.kill()
-	t.Logf("api killed, %d messages accepted", len(f.b.sentSoFar()))
+	f.midStream(harness.LoadSpec{})
+	f.b.API.Kill()
+	t.Logf("api killed, %d messages accepted", len(f.b.SentSoFar()))
 	time.Sleep(time.Second) // stays dead a while: senders get connection refused
-	f.b.api = f.b.start("api2", bins.api)
-	f.b.waitReady()
+	f.b.StartAPI("api2")
+	f.b.WaitReady()
 	f.finish()
-	assert.Positive(t, f.load.refusals(0), "no POST went unanswered while the api was down")
+	assert.Positive(t, f.load.Refusals(0), "no POST went unanswered while the api was down")
 }
 
 func testFaultWorkerSIGTERM(t *testing.T) {
 	f := newFaultRun(t, faultWorkerSIGTERM, faultOptions())
-	f.load = f.b.startLoad(loadSpec{})
-	f.b.waitAccepted(f.load, 0.35)
+	f.midStream(harness.LoadSpec{})
 	select {
-	case <-f.b.recv.holdOne():
+	case <-f.b.Recv.HoldOne():
 	case <-time.After(10 * time.Second):
 		t.Fatal("no delivery reached the receiver to hold")
 	}
-	code, took, err := f.b.workers[0].terminate(stopTimeout)
+	code, took, err := f.b.Workers[0].Terminate(harness.StopTimeout)
 	require.NoError(t, err)
 	assert.Equal(t, 0, code, "worker exit status after SIGTERM")
 	t.Logf("worker exited %d, %s after SIGTERM with a delivery held", code, took.Round(time.Millisecond))
-	f.b.startWorker()
+	f.b.StartWorker()
 	f.finish()
 
 	// The held batch came again, whole, under its own batch_id.
-	all := f.b.recv.all()
-	i := slices.IndexFunc(all, func(d delivery) bool { return d.Status == 0 })
+	all := f.b.Recv.All()
+	i := slices.IndexFunc(all, func(d harness.Received) bool { return d.Status == 0 })
 	require.GreaterOrEqual(t, i, 0, "no held delivery")
 	held := all[i]
-	j := slices.IndexFunc(all[i+1:], func(d delivery) bool { return d.ok() && d.Batch.BatchID == held.Batch.BatchID })
+	j := slices.IndexFunc(all[i+1:], func(d harness.Received) bool { return d.OK() && d.Batch.BatchID == held.Batch.BatchID })
 	if assert.GreaterOrEqual(t, j, 0, "held batch %s never delivered again", held.Batch.BatchID) {
-		assert.True(t, sameBatch(held.Batch, all[i+1+j].Batch), "batch %s redelivered with other contents", held.Batch.BatchID)
+		assert.True(t, harness.SameBatch(held.Batch, all[i+1+j].Batch), "batch %s redelivered with other contents", held.Batch.BatchID)
 	}
 }
 
 func testFaultReceiverDown(t *testing.T) {
 	f := newFaultRun(t, faultReceiverDown, faultOptions())
-	f.load = f.b.startLoad(loadSpec{})
-	f.b.waitAccepted(f.load, 0.35)
-	before := len(f.b.recv.all())
-	f.b.recv.setDown(true)
+	f.midStream(harness.LoadSpec{})
+	before := len(f.b.Recv.All())
+	f.b.Recv.SetDown(true)
 	time.Sleep(3 * time.Second) // the outage
-	f.b.recv.setDown(false)
+	f.b.Recv.SetDown(false)
 	failed := 0
-	for _, d := range f.b.recv.all()[before:] {
-		if !d.ok() {
+	for _, d := range f.b.Recv.All()[before:] {
+		if !d.OK() {
 			failed++
 		}
 	}

@@ -14,8 +14,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +23,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/lullhq/lull/e2e/harness"
 )
 
 // toxiServer is a Toxiproxy server of one test's own. Its proxies are
@@ -178,7 +178,7 @@ type postRecord struct {
 
 func (r postRecord) took() time.Duration { return r.End.Sub(r.Start) }
 
-// postLog records the POSTs of a bundle's client (it wraps its transport).
+// postLog records the POSTs of a deployment's client (it wraps its transport).
 type postLog struct {
 	next http.RoundTripper
 
@@ -187,9 +187,9 @@ type postLog struct {
 }
 
 // recordPosts starts recording b's POSTs; call it before the load starts.
-func recordPosts(b *bundle) *postLog {
-	l := &postLog{next: b.client.Transport}
-	b.client.Transport = l
+func recordPosts(b *harness.Deployment) *postLog {
+	l := &postLog{next: b.Client.Transport}
+	b.Client.Transport = l
 	return l
 }
 
@@ -259,6 +259,25 @@ func (l *postLog) assertPrompt(t *testing.T, limit time.Duration) time.Duration 
 	return slowest
 }
 
+// assertRefusedThenAccepted checks the api's answers around a fault that let
+// no confirm reach it from from to to (at to, ended: "the link came back"):
+// the POSTs made meanwhile were refused (assertRefusedWhileCut), every POST
+// was answered within PUBLISH_TIMEOUT and a margin (assertPrompt), and one
+// begun after to was accepted within recoveryBound. It returns a summary
+// to log.
+func (l *postLog) assertRefusedThenAccepted(t *testing.T, from, to time.Time, ended string) string {
+	t.Helper()
+	limit := publishTimeout + answerMargin
+	n := l.assertRefusedWhileCut(t, from, to, limit)
+	slowest := l.assertPrompt(t, limit)
+	took, ok := l.recoveredAfter(to)
+	if assert.True(t, ok, "no POST accepted after "+ended) {
+		assert.LessOrEqual(t, took, recoveryBound, "the api accepted again only %s after "+ended, took)
+	}
+	return fmt.Sprintf("%d POSTs refused meanwhile; slowest answer %s; first 202 %s after %s",
+		n, slowest.Round(time.Millisecond), took.Round(time.Millisecond), ended)
+}
+
 // recoveredAfter is how long after healed the first POST begun after it
 // was accepted; false if none was.
 func (l *postLog) recoveredAfter(healed time.Time) (time.Duration, bool) {
@@ -282,59 +301,4 @@ func (l *postLog) statusSummary(from, to time.Time) string {
 		}
 	}
 	return fmt.Sprint(counts)
-}
-
-// outputLines is the output of the processes whose name starts with
-// prefix ("worker", "api") that contain substr. It needs opts.Bench, which
-// faultOptions sets: the harness then keeps process output.
-func (b *bundle) outputLines(prefix, substr string) []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []string
-	for _, line := range b.output {
-		if strings.HasPrefix(line, prefix) && strings.Contains(line, substr) {
-			out = append(out, line)
-		}
-	}
-	return out
-}
-
-// logMsg finds the message of a log line (slog's text format), logOp the
-// Redis operation it names, if any.
-var (
-	logMsg = regexp.MustCompile(`level=(WARN|ERROR) msg=("(?:[^"\\]|\\.)*"|\S+)`)
-	logOp  = regexp.MustCompile(` op=("[^"]*"|\S+)`)
-)
-
-// problemSummary counts the warnings and errors of the processes whose name
-// starts with prefix, by message (and op), most frequent first: "12 x WARN
-// append failed, retrying; 3 x WARN redis call failed, retrying (commit);
-// ...". total is their number.
-func (b *bundle) problemSummary(prefix string) (summary string, total int) {
-	counts := map[string]int{}
-	for _, line := range b.outputLines(prefix, "level=") {
-		if m := logMsg.FindStringSubmatch(line); m != nil {
-			key := m[1] + " " + strings.Trim(m[2], `"`)
-			if op := logOp.FindStringSubmatch(line); op != nil {
-				key += " (" + strings.Trim(op[1], `"`) + ")"
-			}
-			counts[key]++
-			total++
-		}
-	}
-	keys := make([]string, 0, len(counts))
-	for k := range counts {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		return counts[keys[i]] > counts[keys[j]] || counts[keys[i]] == counts[keys[j]] && keys[i] < keys[j]
-	})
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%d x %s", counts[k], k)
-	}
-	if len(parts) == 0 {
-		return "none", 0
-	}
-	return strings.Join(parts, "; "), total
 }

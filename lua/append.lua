@@ -27,11 +27,7 @@ local conv, id, msg = ARGV[1], ARGV[2], ARGV[3]
 local quiet, max_wait, max_msgs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local dedupe, ttl = tonumber(ARGV[7]), tonumber(ARGV[8])
 
-local now = tonumber(ARGV[9])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = clock(ARGV[9])
 
 if redis.call('ZSCORE', seen_key, id) then
   local gen = tonumber(redis.call('HGET', meta_key, 'gen')) or 0

@@ -24,11 +24,7 @@
 --   now     the clock the script used (Unix ms)
 local batch_key, inflight_key, due_key, meta_key, buf_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local conv, gen, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local now = tonumber(ARGV[4])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = clock(ARGV[4])
 
 -- The deadline of what is buffered, or -1.
 local function next_deadline()
@@ -45,7 +41,7 @@ if redis.call('HGET', batch_key, 'gen') ~= gen then
   -- Generations only grow, and a generation is committed at most once, so
   -- the mark tells a lost reply from a take-over even when a later batch of
   -- the conversation is in flight by now. The deadline is returned so the
-  -- caller can still wake its poller, which the lost reply never did.
+  -- caller can still wake its scheduler, which the lost reply never did.
   if redis.call('HGET', meta_key, 'committed') == gen then
     return {2, next_deadline(), now}
   end

@@ -50,11 +50,7 @@ if not tag or hashtag(prefix) ~= tag or record_key ~= prefix .. batch_id then
   return redis.error_reply('dead.lua: record prefix must share the dead set\'s hash tag')
 end
 
-local now = tonumber(ARGV[5])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = clock(ARGV[5])
 
 if redis.call('HGET', batch_key, 'gen') ~= gen then
   return {0, -1, now}

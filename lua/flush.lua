@@ -1,6 +1,12 @@
 -- flush.lua: claim a conversation's buffer as its next batch, if its deadline
--- has passed, its generation is the one the poller saw, and no earlier batch of
--- the conversation is still in flight. Exactly one caller wins.
+-- has passed and no earlier batch of the conversation is still in flight.
+-- Exactly one caller wins. The claim counts the batch's first delivery attempt.
+--
+-- The deadline check is what makes the claim safe: a message that arrives
+-- after the scheduler found the conversation due moves the deadline into the
+-- future (not_due), unless the burst has reached its max wait or max messages,
+-- and then the new message rightly belongs to the batch. So no generation is
+-- compared here.
 --
 -- KEYS[1] due       <ns>:{sNN}:due           ZSET conversation key -> flush deadline (Unix ms)
 -- KEYS[2] meta      <ns>:{sNN}:meta:<key>    HASH gen, first_at, last_at, deadline, reason, bytes (of buf)
@@ -9,33 +15,29 @@
 -- KEYS[5] inflight  <ns>:{sNN}:inflight      ZSET conversation key -> lease expiry (Unix ms)
 --
 -- ARGV[1] conversation key
--- ARGV[2] generation the poller saw ("" = do not check)
--- ARGV[3] lease, ms
--- ARGV[4] owner: who claims the batch (worker id)
--- ARGV[5] now, Unix ms; "" = Redis TIME (only tests pass a value)
--- ARGV[6] max batch messages: a buffer that grew larger (while an earlier batch
+-- ARGV[2] lease, ms
+-- ARGV[3] owner: who claims the batch (worker id)
+-- ARGV[4] now, Unix ms; "" = Redis TIME (only tests pass a value)
+-- ARGV[5] max batch messages: a buffer that grew larger (while an earlier batch
 --         was in flight) is claimed in slices of this size, oldest first; the
 --         rest stays buffered under a new generation, due at once
--- ARGV[7] max batch bytes: a slice also ends before the message that would
+-- ARGV[6] max batch bytes: a slice also ends before the message that would
 --         take the sum of its messages' JSON past this many bytes (a slice
 --         holds at least one message; the api refuses larger ones); "" = none
 --
 -- Returns one of
---   {1, generation, reason, flushed_at, attempt, messages}  claimed; messages is a JSON array
---   {0, "gone"}     not scheduled (another poller flushed it)
+--   {1, generation, reason, flushed_at, attempt, messages, rest}  claimed; messages
+--                   is a JSON array, attempt is 1, rest is 1 when a slice left
+--                   messages buffered that are due at once (else 0)
+--   {0, "gone"}     not scheduled (another scheduler flushed it)
 --   {0, "not_due"}  its deadline is in the future (a message arrived meanwhile)
---   {0, "stale"}    its generation moved on since the poller looked
 --   {0, "busy"}     an earlier batch is in flight; rescheduled after that batch's lease
 --   {0, "empty"}    scheduled with nothing buffered; unscheduled
 local due_key, meta_key, buf_key, batch_key, inflight_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local conv, gen_seen, lease, owner = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local max_msgs = tonumber(ARGV[6])
-local max_bytes = tonumber(ARGV[7])
-local now = tonumber(ARGV[5])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local conv, lease, owner = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local max_msgs = tonumber(ARGV[5])
+local max_bytes = tonumber(ARGV[6])
+local now = clock(ARGV[4])
 
 local deadline = tonumber(redis.call('ZSCORE', due_key, conv))
 if not deadline then
@@ -45,9 +47,6 @@ if deadline > now then
   return {0, 'not_due'}
 end
 local gen = redis.call('HGET', meta_key, 'gen')
-if gen_seen ~= '' and gen ~= gen_seen then
-  return {0, 'stale'}
-end
 if redis.call('EXISTS', batch_key) == 1 then
   local lease_end = tonumber(redis.call('ZSCORE', inflight_key, conv)) or 0
   if lease_end <= now then
@@ -75,6 +74,7 @@ if max_bytes then
   end
 end
 local reason = redis.call('HGET', meta_key, 'reason') or 'quiet'
+local rest = 0
 if redis.call('LLEN', buf_key) > #msgs then
   -- A slice: the rest stays buffered, due at once, under a new generation
   -- so that its batch gets an id of its own.
@@ -92,6 +92,7 @@ if redis.call('LLEN', buf_key) > #msgs then
   redis.call('HSET', meta_key, 'deadline', now, 'reason', cut, 'first_at', now)
   redis.call('ZADD', due_key, now, conv)
   reason = cut
+  rest = 1
 else
   redis.call('DEL', buf_key)
   redis.call('HDEL', meta_key, 'first_at', 'deadline', 'reason', 'bytes')
@@ -99,6 +100,6 @@ else
 end
 local messages = '[' .. table.concat(msgs, ',') .. ']'
 redis.call('HSET', batch_key, 'key', conv, 'gen', gen, 'reason', reason, 'flushed_at', now,
-  'attempt', 0, 'owner', owner, 'messages', messages)
+  'attempt', 1, 'owner', owner, 'messages', messages)
 redis.call('ZADD', inflight_key, now + lease, conv)
-return {1, tonumber(gen), reason, now, 0, messages}
+return {1, tonumber(gen), reason, now, 1, messages, rest}

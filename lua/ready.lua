@@ -12,11 +12,7 @@
 --   members with score <= now, earliest first, at most limit of them
 local schedule_key = KEYS[1]
 local limit = tonumber(ARGV[1])
-local now = tonumber(ARGV[2])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = clock(ARGV[2])
 
 local out = {now, -1}
 local nxt = redis.call('ZRANGEBYSCORE', schedule_key, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)

@@ -1,5 +1,6 @@
 -- reclaim.lua: take over a batch whose lease expired (its worker died or hung),
--- to deliver the same batch again. Exactly one caller wins.
+-- to deliver the same batch again. Exactly one caller wins. The take-over
+-- counts the next delivery attempt.
 --
 -- KEYS[1] inflight  <ns>:{sNN}:inflight      ZSET conversation key -> lease expiry (Unix ms)
 -- KEYS[2] batch     <ns>:{sNN}:batch:<key>   HASH the claimed batch
@@ -10,16 +11,13 @@
 -- ARGV[4] now, Unix ms; "" = Redis TIME (only tests pass a value)
 --
 -- Returns one of
---   {1, generation, reason, flushed_at, attempt, messages}  reclaimed; messages is a JSON array
+--   {1, generation, reason, flushed_at, attempt, messages}  reclaimed; messages is a
+--                 JSON array, attempt the count including this new attempt
 --   {0, "held"}  the lease has not expired (or is gone)
 --   {0, "gone"}  a lease without a batch; the lease was removed
 local inflight_key, batch_key = KEYS[1], KEYS[2]
 local conv, lease, owner = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local now = tonumber(ARGV[4])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = clock(ARGV[4])
 
 local lease_end = tonumber(redis.call('ZSCORE', inflight_key, conv))
 if not lease_end or lease_end > now then
@@ -31,5 +29,6 @@ if not b[1] then
   return {0, 'gone'}
 end
 redis.call('HSET', batch_key, 'owner', owner)
+local attempt = redis.call('HINCRBY', batch_key, 'attempt', 1)
 redis.call('ZADD', inflight_key, now + lease, conv)
-return {1, tonumber(b[1]), b[2], tonumber(b[3]), tonumber(b[4]), b[5]}
+return {1, tonumber(b[1]), b[2], tonumber(b[3]), attempt, b[5]}

@@ -1,4 +1,5 @@
--- renew.lua: extend the lease of a claimed batch, and record a delivery attempt.
+-- renew.lua: extend the lease of a claimed batch, and record a delivery attempt
+-- (a retry; the first attempt is counted by the claim itself).
 --
 -- KEYS[1] batch     <ns>:{sNN}:batch:<key>   HASH the claimed batch
 -- KEYS[2] inflight  <ns>:{sNN}:inflight      ZSET conversation key -> lease expiry (Unix ms)
@@ -18,11 +19,7 @@
 local batch_key, inflight_key = KEYS[1], KEYS[2]
 local conv, gen, owner, lease = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local attempt = tonumber(ARGV[5]) or 0
-local now = tonumber(ARGV[6])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = clock(ARGV[6])
 
 local held = redis.call('HMGET', batch_key, 'gen', 'owner', 'attempt')
 if held[1] ~= gen or held[2] ~= owner then

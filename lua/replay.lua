@@ -17,11 +17,7 @@
 -- (the conversation has a batch in flight; replay once it is delivered).
 local dead_key, record_key, batch_key, inflight_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local conv, batch_id = ARGV[1], ARGV[2]
-local now = tonumber(ARGV[3])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = clock(ARGV[3])
 
 if redis.call('EXISTS', record_key) == 0 then
   return {0, 'gone'}

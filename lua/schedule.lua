@@ -18,11 +18,7 @@
 --   now       the clock the script used (Unix ms)
 local buf_key, meta_key, due_key = KEYS[1], KEYS[2], KEYS[3]
 local conv, mode, quiet, max_wait = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local now = tonumber(ARGV[5])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = clock(ARGV[5])
 
 if redis.call('LLEN', buf_key) == 0 then
   return {0, -1, now}

@@ -43,7 +43,7 @@ func dlq(args []string) int {
 		return 1
 	}
 	defer client.Close()
-	buf := store.New(client, cfg.Namespace, store.Options{})
+	buf := store.New(client, cfg.Namespace, cfg.StoreOptions(nil))
 
 	switch args[0] {
 	case "list":

@@ -18,10 +18,12 @@ import (
 	"github.com/lullhq/lull/internal/config"
 	"github.com/lullhq/lull/internal/delivery"
 	"github.com/lullhq/lull/internal/health"
-	"github.com/lullhq/lull/internal/poller"
 	"github.com/lullhq/lull/internal/queue"
+	"github.com/lullhq/lull/internal/reclaimer"
 	"github.com/lullhq/lull/internal/redisconn"
+	"github.com/lullhq/lull/internal/scheduler"
 	"github.com/lullhq/lull/internal/sink"
+	"github.com/lullhq/lull/internal/startstop"
 	"github.com/lullhq/lull/internal/store"
 )
 
@@ -53,9 +55,8 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "config: SINKS:", err)
 		return 2
 	}
-	// Runs last: after the deliveries finished (or the shutdown timeout),
-	// wait briefly for publishes under way, then close the broker sinks'
-	// connections.
+	// Runs last: wait briefly for publishes under way, then close the
+	// broker sinks' connections.
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -63,111 +64,99 @@ func run() int {
 			log.Warn("closing sinks", "err", err)
 		}
 	}()
+	// Connect waits for a Redis that is down; config has checked the URL,
+	// so it fails only when the worker is stopped while waiting.
 	redis, err := redisconn.Connect(ctx, cfg.RedisURL, log)
 	if err != nil {
-		if ctx.Err() != nil {
-			log.Info("stopped before redis was reachable", "err", err)
-			return 0
-		}
-		// Not a Redis that is down (Connect waits for that): a URL the
-		// client refuses. Say which variable, and fail.
-		fmt.Fprintln(os.Stderr, "config: REDIS_URL:", err)
-		return 2
+		log.Info("stopped before redis was reachable", "err", err)
+		return 0
 	}
 	defer redis.Close()
 
-	buf := store.New(redis, cfg.Namespace, store.Options{
-		QuietWindow:  cfg.QuietWindow,
-		MaxWait:      cfg.MaxWait,
-		MaxMessages:  cfg.MaxBatchMessages,
-		MaxBytes:     cfg.MaxBatchBytes,
-		DedupeWindow: cfg.DedupeWindow,
-		TTL:          cfg.KeyTTL,
-		Lease:        cfg.Lease,
-		// Retention of the dead-letter store (records and per-shard sets).
-		DeadLetterTTL: cfg.DeadLetterTTL,
-		DeadLetterMax: cfg.DeadLetterMax,
+	// The data path, in the order a message travels it: consumer →
+	// appender → store → scheduler (and reclaimer) → delivery → sinks.
+	// Nothing calls back up: the store reports new deadlines through its
+	// Alarm, which the scheduler listens to.
+	owner := ownerID()
+	st := store.New(redis, cfg.Namespace, cfg.StoreOptions(log))
+	deliverer := delivery.New(delivery.Options{
+		Sinks:       sinks,
+		Concurrency: cfg.Deliveries,
+		Retry:       backoff.Policy{Min: cfg.RetryMin, Max: cfg.RetryMax},
+		MaxAttempts: cfg.MaxAttempts,
+		Logger:      log,
 	})
-	var pl *poller.Poller
-	deliverer := delivery.New(buf, delivery.Options{
-		Sinks:        sinks,
-		Concurrency:  cfg.Deliveries,
-		Retry:        backoff.Policy{Min: cfg.RetryMin, Max: cfg.RetryMax},
-		MaxAttempts:  cfg.MaxAttempts,
-		RedisTimeout: cfg.RedisTimeout,
-		Logger:       log,
-		OnCommitted:  func(next, now int64) { pl.WakeAt(next, now) },
-	})
-	pl = poller.New(buf, deliverer.Deliver, poller.Options{
-		Owner: ownerID(), Interval: cfg.PollInterval, RedisTimeout: cfg.RedisTimeout, Logger: log,
-	})
-	in := appender.New(buf, appender.Options{Logger: log, OnScheduled: pl.WakeAt})
-	consumer := queue.NewConsumer(cfg.AMQPURL, cfg.Namespace, queue.ConsumerOptions{
+	sched := scheduler.New(st, deliverer.Deliver, scheduler.Options{Owner: owner, Interval: cfg.PollInterval, Logger: log})
+	reclaim := reclaimer.New(st, deliverer.Deliver, reclaimer.Options{Owner: owner, Interval: cfg.PollInterval, Logger: log})
+	app := appender.New(st, appender.Options{Logger: log})
+	consumer, err := queue.NewConsumer(cfg.AMQPURL, cfg.Namespace, func(m queue.Message) { app.Handle(m.Body, m) }, queue.ConsumerOptions{
 		Prefetch: cfg.Prefetch,
 		Logger:   log,
 		Inbound:  queue.TopologyOptions{DeadLetterTTL: cfg.DeadLetterTTL, DeadLetterMax: cfg.DeadLetterMax},
 	})
-
-	// HEALTH_ADDR: /healthz and /readyz. The endpoint serves until run
-	// returns (after Redis is no longer needed, before it is closed), so
-	// liveness holds through a graceful shutdown while readiness turns 503
-	// as soon as it begins.
-	hs := health.New(health.Options{Redis: redis, Namespace: cfg.Namespace, ConsumerReady: consumer.Ready, Logger: log})
-	if cfg.HealthAddr != "" {
-		ln, err := health.Listen(ctx, cfg.HealthAddr)
-		if err != nil {
-			log.Error("health endpoint", "err", err)
-			return 1
-		}
-		healthCtx, stopHealth := context.WithCancel(context.WithoutCancel(ctx))
-		healthDone := make(chan struct{})
-		go func() {
-			defer close(healthDone)
-			if err := hs.Serve(healthCtx, ln); err != nil {
-				log.Error("health endpoint stopped", "err", err)
-			}
-		}()
-		defer func() { stopHealth(); <-healthDone }()
-		log.Info("health endpoint listening", "addr", ln.Addr().String())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "config:", err)
+		return 2
 	}
 
-	intakeCtx, stopIntake := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopIntake()
-	consumed, taken, polled := make(chan error, 1), make(chan struct{}), make(chan struct{})
-	go func() {
-		consumed <- consumer.Run(ctx, func(d queue.Delivery) { in.Handle(intakeCtx, d.Body, d) })
-	}()
-	go func() { _ = in.Run(intakeCtx); close(taken) }()
-	go func() { _ = pl.Run(ctx); close(polled) }()
+	// Start from the end of the path back to its start, so every part is
+	// running before anything reaches it. HEALTH_ADDR (/healthz, /readyz)
+	// is optional; it serves until the very end, so liveness holds through
+	// a graceful shutdown while readiness turns 503 as soon as it begins.
+	var hs *health.Server
+	services := []startstop.Service{sched, reclaim, app, consumer}
+	if cfg.HealthAddr != "" {
+		hs = health.New(health.Options{Addr: cfg.HealthAddr, Redis: redis, Namespace: cfg.Namespace, ConsumerReady: consumer.Ready, Logger: log})
+		services = append([]startstop.Service{hs}, services...)
+	}
+	for _, s := range services {
+		// Each service stops when asked (below), not with the signal, so
+		// that the shutdown goes in order.
+		if err := s.Start(context.Background()); err != nil {
+			log.Error("start failed", "err", err)
+			startstop.StopAllParallel(services...)
+			return 1
+		}
+	}
+	if hs != nil {
+		log.Info("health endpoint listening", "addr", hs.Addr())
+	}
 	log.Info("worker started", "quiet_window", cfg.QuietWindow, "max_wait", cfg.MaxWait,
 		"max_batch_messages", cfg.MaxBatchMessages, "sinks", cfg.Sinks)
 
 	code := 0
 	select {
 	case <-ctx.Done():
-	case err := <-consumed:
-		log.Error("consumer stopped", "err", err)
-		consumed <- err
+	case <-consumer.Stopped():
+		log.Error("consumer stopped", "err", consumer.Err())
 		code = 1
-		stop()
 	}
 
-	// Shutdown, in order: stop consuming (the broker requeues what was not
-	// acked) → let the lanes finish the messages they hold → stop claiming
-	// batches → let deliveries under way finish (the rest are released for
-	// another worker) → close Redis and the sinks' connections (deferred).
+	// Shutdown, in order, each step after the one before has ended:
+	//  1. readiness turns 503;
+	//  2. the consumer stops: nothing new arrives, and the broker requeues
+	//     what was handed out but not settled;
+	//  3. the appender's lanes finish the message each holds and requeue
+	//     the rest;
+	//  4. the scheduler and the reclaimer stop claiming; the deliveries they
+	//     started see their context end and start no new attempt;
+	//  5. the deliveries under way finish, up to SHUTDOWN_TIMEOUT (a batch
+	//     not delivered is released for another worker to re-drive at once);
+	//  6. the health endpoint stops; Redis and the sinks close (deferred).
 	log.Info("shutting down")
-	hs.SetStopping()
-	<-consumed
-	stopIntake()
-	<-taken
-	<-polled
-	finished := make(chan struct{})
-	go func() { deliverer.Wait(); close(finished) }()
-	select {
-	case <-finished:
-	case <-time.After(cfg.ShutdownTimeout):
+	if hs != nil {
+		hs.SetStopping()
+	}
+	consumer.Stop()
+	app.Stop()
+	startstop.StopAllParallel(sched, reclaim)
+	waitCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := deliverer.Wait(waitCtx); err != nil {
 		log.Warn("deliveries still running at shutdown timeout; their leases will expire and another worker re-drives them")
+	}
+	if hs != nil {
+		hs.Stop()
 	}
 	log.Info("worker stopped")
 	return code

@@ -12,65 +12,70 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/redis/rueidis"
 
 	"github.com/lullhq/lull/internal/ingest"
+	"github.com/lullhq/lull/internal/provider/evolution"
 	"github.com/lullhq/lull/internal/redact"
+	"github.com/lullhq/lull/internal/redisconn"
+	"github.com/lullhq/lull/internal/sink"
 )
 
-// Config is every setting of the api and the worker (the README's "Configuration").
+// Config is every setting of the api and the worker (the README's
+// "Configuration"). Defaults holds the default of every field; Load reads
+// the environment over it.
 type Config struct {
-	HTTPAddr  string `env:"HTTP_ADDR" envDefault:":8000"`
+	HTTPAddr  string `env:"HTTP_ADDR"`
 	RedisURL  string `env:"REDIS_URL"`
 	AMQPURL   string `env:"AMQP_URL"`
-	Namespace string `env:"NAMESPACE" envDefault:"lull"`
+	Namespace string `env:"NAMESPACE"`
 
-	QuietWindow      time.Duration `env:"QUIET_WINDOW" envDefault:"12s"`
-	MaxWait          time.Duration `env:"MAX_WAIT" envDefault:"60s"`
-	MaxBatchMessages int           `env:"MAX_BATCH_MESSAGES" envDefault:"100"`
+	QuietWindow      time.Duration `env:"QUIET_WINDOW"`
+	MaxWait          time.Duration `env:"MAX_WAIT"`
+	MaxBatchMessages int           `env:"MAX_BATCH_MESSAGES"`
 
-	Sinks          []string `env:"SINKS" envDefault:"log" envSeparator:","`
+	Sinks          []string `env:"SINKS" envSeparator:","`
 	CallbackURL    string   `env:"CALLBACK_URL"`
 	CallbackSecret string   `env:"CALLBACK_SECRET"`
 
 	// Beyond the contract: tuning with safe defaults.
-	BodyLimit       int           `env:"BODY_LIMIT" envDefault:"1048576"`
-	PublishTimeout  time.Duration `env:"PUBLISH_TIMEOUT" envDefault:"5s"`
-	Prefetch        int           `env:"PREFETCH" envDefault:"200"`
-	DedupeWindow    time.Duration `env:"DEDUPE_WINDOW" envDefault:"24h"`
-	KeyTTL          time.Duration `env:"KEY_TTL" envDefault:"168h"`
-	Lease           time.Duration `env:"LEASE" envDefault:"30s"`
-	PollInterval    time.Duration `env:"POLL_INTERVAL" envDefault:"1s"`
-	CallbackTimeout time.Duration `env:"CALLBACK_TIMEOUT" envDefault:"10s"`
-	RetryMin        time.Duration `env:"RETRY_BACKOFF_MIN" envDefault:"1s"`
-	RetryMax        time.Duration `env:"RETRY_BACKOFF_MAX" envDefault:"5m"`
-	MaxAttempts     int           `env:"MAX_ATTEMPTS" envDefault:"10"`
+	BodyLimit       int           `env:"BODY_LIMIT"`
+	PublishTimeout  time.Duration `env:"PUBLISH_TIMEOUT"`
+	Prefetch        int           `env:"PREFETCH"`
+	DedupeWindow    time.Duration `env:"DEDUPE_WINDOW"`
+	KeyTTL          time.Duration `env:"KEY_TTL"`
+	Lease           time.Duration `env:"LEASE"`
+	PollInterval    time.Duration `env:"POLL_INTERVAL"`
+	CallbackTimeout time.Duration `env:"CALLBACK_TIMEOUT"`
+	RetryMin        time.Duration `env:"RETRY_BACKOFF_MIN"`
+	RetryMax        time.Duration `env:"RETRY_BACKOFF_MAX"`
+	MaxAttempts     int           `env:"MAX_ATTEMPTS"`
 	AdminToken      string        `env:"ADMIN_TOKEN"`
-	Deliveries      int           `env:"DELIVERY_CONCURRENCY" envDefault:"64"`
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
-	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
-	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text"`
+	Deliveries      int           `env:"DELIVERY_CONCURRENCY"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT"`
+	LogLevel        string        `env:"LOG_LEVEL"`
+	LogFormat       string        `env:"LOG_FORMAT"`
 
 	// Hardening: the generic endpoint, bounded state, retention.
 	WebhookToken        string        `env:"WEBHOOK_TOKEN"`
-	WebhookGeneric      bool          `env:"WEBHOOK_GENERIC" envDefault:"true"`
-	MetadataMaxBytes    int           `env:"METADATA_MAX_BYTES" envDefault:"65536"`
-	MaxBatchBytes       int           `env:"MAX_BATCH_BYTES" envDefault:"4194304"`
-	MaxBufferedMessages int           `env:"MAX_BUFFERED_MESSAGES" envDefault:"1000"`
-	MaxBufferedBytes    int           `env:"MAX_BUFFERED_BYTES" envDefault:"16777216"`
-	DeadLetterTTL       time.Duration `env:"DEAD_LETTER_TTL" envDefault:"720h"`
-	DeadLetterMax       int           `env:"DEAD_LETTER_MAX" envDefault:"10000"`
-	RedisTimeout        time.Duration `env:"REDIS_TIMEOUT" envDefault:"2s"`
+	WebhookGeneric      bool          `env:"WEBHOOK_GENERIC"`
+	MetadataMaxBytes    int           `env:"METADATA_MAX_BYTES"`
+	MaxBatchBytes       int           `env:"MAX_BATCH_BYTES"`
+	MaxBufferedMessages int           `env:"MAX_BUFFERED_MESSAGES"`
+	MaxBufferedBytes    int           `env:"MAX_BUFFERED_BYTES"`
+	DeadLetterTTL       time.Duration `env:"DEAD_LETTER_TTL"`
+	DeadLetterMax       int           `env:"DEAD_LETTER_MAX"`
+	RedisTimeout        time.Duration `env:"REDIS_TIMEOUT"`
 	HealthAddr          string        `env:"HEALTH_ADDR"`
 
-	// Providers (issue: WhatsApp and friends).
-	ImmediateFlush []string `env:"IMMEDIATE_FLUSH" envDefault:"command,interactive" envSeparator:","`
+	// Provider webhooks (the README's "Provider webhooks").
+	ImmediateFlush []string `env:"IMMEDIATE_FLUSH" envSeparator:","`
 	// Per source, overriding IMMEDIATE_FLUSH when set ("none": no rule).
 	ImmediateFlushGeneric   []string `env:"IMMEDIATE_FLUSH_GENERIC" envSeparator:","`
 	ImmediateFlushWhatsApp  []string `env:"IMMEDIATE_FLUSH_WHATSAPP" envSeparator:","`
@@ -86,8 +91,8 @@ type Config struct {
 	// Sinks beyond log and http.
 	BatchExchange string `env:"BATCH_EXCHANGE"`
 	BatchQueue    string `env:"BATCH_QUEUE"`
-	CeleryQueue   string `env:"CELERY_QUEUE" envDefault:"celery"`
-	CeleryTask    string `env:"CELERY_TASK" envDefault:"lull.process_batch"`
+	CeleryQueue   string `env:"CELERY_QUEUE"`
+	CeleryTask    string `env:"CELERY_TASK"`
 
 	// The seed demo's .env names, used when REDIS_URL / AMQP_URL are unset.
 	RedisHost    string `env:"REDIS_HOST"`
@@ -101,27 +106,80 @@ type Config struct {
 // largest x-message-ttl RabbitMQ takes.
 const MaxDeadLetterTTL = 5 * 365 * 24 * time.Hour
 
-// Defaults of the URL settings.
-const (
-	DefaultRedisURL = "redis://127.0.0.1:6379/0"
-	DefaultAMQPURL  = "amqp://guest:guest@127.0.0.1:5672/"
-)
+// Defaults is the configuration of an empty environment: the one place
+// where every setting's default is written. Components take their values
+// from a Config and do not default them again.
+//
+// BATCH_EXCHANGE and BATCH_QUEUE default to <NAMESPACE>.batches, so they are
+// empty here and filled by Load once NAMESPACE is known; REDIS_URL and
+// AMQP_URL are these only when the seed demo's names (REDIS_HOST,
+// CELERY_BROKER) are unset too.
+func Defaults() Config {
+	return Config{
+		HTTPAddr:  ":8000",
+		RedisURL:  "redis://127.0.0.1:6379/0",
+		AMQPURL:   "amqp://guest:guest@127.0.0.1:5672/",
+		Namespace: "lull",
 
-// Load parses the environment and validates the result. Its errors name the
-// variable at fault.
+		QuietWindow:      12 * time.Second,
+		MaxWait:          60 * time.Second,
+		MaxBatchMessages: 100,
+
+		Sinks: []string{sink.NameLog},
+
+		BodyLimit:       1 << 20,
+		PublishTimeout:  5 * time.Second,
+		Prefetch:        200,
+		DedupeWindow:    24 * time.Hour,
+		KeyTTL:          168 * time.Hour,
+		Lease:           30 * time.Second,
+		PollInterval:    time.Second,
+		CallbackTimeout: 10 * time.Second,
+		RetryMin:        time.Second,
+		RetryMax:        5 * time.Minute,
+		MaxAttempts:     10,
+		Deliveries:      64,
+		ShutdownTimeout: 20 * time.Second,
+		LogLevel:        "info",
+		LogFormat:       "text",
+
+		WebhookGeneric:      true,
+		MetadataMaxBytes:    64 << 10,
+		MaxBatchBytes:       4 << 20,
+		MaxBufferedMessages: 1000,
+		MaxBufferedBytes:    16 << 20,
+		DeadLetterTTL:       720 * time.Hour,
+		DeadLetterMax:       10000,
+		RedisTimeout:        2 * time.Second,
+
+		ImmediateFlush: []string{ingest.RuleCommand, ingest.RuleInteractive},
+
+		CeleryQueue: "celery",
+		CeleryTask:  "lull.process_batch",
+	}
+}
+
+// Load parses the environment over Defaults and validates the result. Its
+// errors name the variable at fault.
+//
+// An unset or empty variable leaves its default (compose files pass
+// ${X:-}), except NAMESPACE: it is the isolation boundary, and an empty one
+// would silently share the default namespace's data, so it is refused.
 func Load() (Config, error) {
-	var c Config
+	c := Defaults()
+	// The URLs' defaults apply only when the seed's names are unset too:
+	// resolveURLs decides once the environment is read.
+	c.RedisURL, c.AMQPURL = "", ""
+	// env leaves a field as it is when its variable is unset or empty.
 	if err := env.Parse(&c); err != nil {
 		return Config{}, nameVariables(err)
 	}
 	c.resolveURLs()
-	for i, s := range c.Sinks {
-		// Sink names are case-insensitive: SINKS=HTTP is http.
-		c.Sinks[i] = strings.ToLower(strings.TrimSpace(s))
+	// Sink names are case-insensitive: SINKS=HTTP is http. A bad list is
+	// left as it is, for Validate to report.
+	if names, err := sink.ParseNames(c.Sinks); err == nil {
+		c.Sinks = names
 	}
-	// An empty variable means its default everywhere (compose files pass
-	// ${X:-}), except NAMESPACE: it is the isolation boundary, and an
-	// empty one would silently share the default namespace's data.
 	if v, ok := os.LookupEnv("NAMESPACE"); ok && strings.TrimSpace(v) == "" {
 		c.Namespace = ""
 	}
@@ -161,6 +219,7 @@ func nameVariables(err error) error {
 
 // resolveURLs fills REDIS_URL and AMQP_URL from the seed's names, or the defaults.
 func (c *Config) resolveURLs() {
+	def := Defaults()
 	if c.RedisURL == "" && c.RedisHost != "" {
 		port := c.RedisPort
 		if port == "" {
@@ -173,13 +232,13 @@ func (c *Config) resolveURLs() {
 		c.RedisURL = u.String()
 	}
 	if c.RedisURL == "" {
-		c.RedisURL = DefaultRedisURL
+		c.RedisURL = def.RedisURL
 	}
 	if c.AMQPURL == "" {
 		c.AMQPURL = strings.TrimSpace(c.CeleryBroker)
 	}
 	if c.AMQPURL == "" {
-		c.AMQPURL = DefaultAMQPURL
+		c.AMQPURL = def.AMQPURL
 	}
 }
 
@@ -210,7 +269,7 @@ func (c Config) Validate() error {
 		bad("AMQP_URL", "%q: %v", redact.URL(c.AMQPURL), err)
 	}
 	if c.Namespace == "" {
-		bad("NAMESPACE", "is set but empty; unset it for the default namespace %q", "lull")
+		bad("NAMESPACE", "is set but empty; unset it for the default namespace %q", Defaults().Namespace)
 	} else if !namespaceRE.MatchString(c.Namespace) {
 		bad("NAMESPACE", "%q must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit", c.Namespace)
 	}
@@ -223,41 +282,29 @@ func (c Config) Validate() error {
 	if c.MaxBatchMessages < 1 {
 		bad("MAX_BATCH_MESSAGES", "%d must be at least 1", c.MaxBatchMessages)
 	}
-	if len(c.Sinks) == 0 {
-		bad("SINKS", "must name at least one sink")
+	// The sink package owns the sinks' checks; the errors here name the
+	// variable.
+	sinks, err := sink.ParseNames(c.Sinks)
+	if err != nil {
+		bad("SINKS", "%v", err)
 	}
-	seen := map[string]bool{}
-	for _, s := range c.Sinks {
-		switch s {
-		case "log", "http", "amqp", "celery":
-		default:
-			bad("SINKS", "unknown sink %q (known: log, http, amqp, celery)", s)
-		}
-		if seen[s] {
-			bad("SINKS", "sink %q listed twice", s)
-		}
-		seen[s] = true
-	}
-	if seen["http"] {
-		if u, err := url.Parse(c.CallbackURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("CALLBACK_URL", "%q must be an http(s) URL when SINKS has http", redact.URL(c.CallbackURL))
+	if slices.Contains(sinks, sink.NameHTTP) {
+		if err := sink.CheckCallbackURL(c.CallbackURL); err != nil {
+			bad("CALLBACK_URL", "%v, when SINKS has http", err)
 		}
 	}
 	if _, err := c.FlushRules(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.EvolutionHeader != "" {
-		if name, value, ok := strings.Cut(c.EvolutionHeader, ":"); !ok || strings.TrimSpace(name) == "" || strings.TrimSpace(value) == "" {
-			bad("EVOLUTION_HEADER", "must be \"Name: value\"")
+		if _, _, err := evolution.ParseHeader(c.EvolutionHeader); err != nil {
+			bad("EVOLUTION_HEADER", "%v", err)
 		}
 	}
 	if c.PublicURL != "" {
 		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("PUBLIC_URL", "%q must be an http(s) URL", redact.URL(c.PublicURL))
 		}
-	}
-	if c.CeleryTask == "" {
-		bad("CELERY_TASK", "must not be empty")
 	}
 	if c.BodyLimit < 1024 {
 		bad("BODY_LIMIT", "%d must be at least 1024 bytes", c.BodyLimit)
@@ -337,6 +384,16 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// MustFlushRules is FlushRules of a Config that Load (or Validate) accepted;
+// it panics on rules Validate refuses, a programmer error.
+func (c Config) MustFlushRules() ingest.RuleSet {
+	rs, err := c.FlushRules()
+	if err != nil {
+		panic(fmt.Sprintf("%v (a Config that Validate refuses)", err))
+	}
+	return rs
+}
+
 // FlushRules is the immediate-flush rules of every source.
 func (c Config) FlushRules() (ingest.RuleSet, error) {
 	def, err := ingest.ParseRules(c.ImmediateFlush)
@@ -410,7 +467,8 @@ func checkRedisURL(raw string) error {
 	default:
 		return errors.New("is not a redis://, rediss:// or unix:// URL")
 	}
-	if _, err := rueidis.ParseURL(raw); err != nil {
+	// As the client will read it.
+	if _, err := redisconn.Options(raw); err != nil {
 		return errors.New("is not a valid Redis URL")
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"github.com/lullhq/lull/internal/backoff"
 	"github.com/lullhq/lull/internal/batch"
 	"github.com/lullhq/lull/internal/delivery"
+	"github.com/lullhq/lull/internal/keys"
 	"github.com/lullhq/lull/internal/sink"
 	"github.com/lullhq/lull/internal/store"
 	"github.com/lullhq/lull/internal/testenv"
@@ -47,6 +48,15 @@ type testBundle struct {
 	buf    *store.Store
 	sink   *scripted
 	client rueidis.Client
+	keys   keys.Space
+}
+
+// storeOptions are the tests' store options: due 1ms after a message, a
+// lease of lease.
+func storeOptions(lease time.Duration) store.Options {
+	opts := testenv.StoreOptions()
+	opts.QuietWindow, opts.TTL, opts.Lease = time.Millisecond, time.Hour, lease
+	return opts
 }
 
 func setup(t *testing.T, fail func(int) error) testBundle {
@@ -54,35 +64,43 @@ func setup(t *testing.T, fail func(int) error) testBundle {
 	t.Parallel()
 	ns := testenv.Namespace(t, "delivery")
 	client := testenv.Redis(t, ns)
-	buf := store.New(client, ns, store.Options{
-		QuietWindow: time.Millisecond, MaxWait: time.Minute, MaxMessages: 100,
-		DedupeWindow: time.Hour, TTL: time.Hour, Lease: 3 * time.Second,
-	})
-	return testBundle{buf: buf, sink: &scripted{fail: fail}, client: client}
+	return testBundle{buf: store.New(client, ns, storeOptions(3*time.Second)), sink: &scripted{fail: fail}, client: client, keys: keys.New(ns)}
 }
 
+const message = `{"id":"m1","text":"oi","received_at":"2026-11-25T20:00:00.000Z"}`
+
 // claim buffers one message for key and claims it.
-func (tb testBundle) claim(t *testing.T, key string) store.Claim {
+func (tb testBundle) claim(t *testing.T, key string) *store.Claim {
 	t.Helper()
 	ctx := context.Background()
-	_, err := tb.buf.Append(ctx, key, "m1", []byte(`{"id":"m1","text":"oi","received_at":"2026-11-25T20:00:00.000Z"}`), false)
+	_, err := tb.buf.Append(ctx, key, "m1", []byte(message), false)
 	require.NoError(t, err)
-	var c store.Claim
+	var c *store.Claim
 	require.Eventually(t, func() bool {
-		var why store.FlushResult
-		c, why, err = tb.buf.Flush(ctx, key, "", "w1")
-		require.NoError(t, err)
-		return why == ""
+		f := tb.buf.FlushDue(ctx, []string{key}, "w1")[0]
+		require.NoError(t, f.Err)
+		c = f.Claim
+		return f.Result == ""
 	}, 2*time.Second, 5*time.Millisecond)
+	require.NotNil(t, c)
 	return c
 }
 
 func (tb testBundle) deliverer(maxAttempts int) *delivery.Deliverer {
-	return delivery.New(tb.buf, delivery.Options{
+	return delivery.New(delivery.Options{
 		Sinks:       []sink.Sink{tb.sink},
+		Concurrency: 4,
 		Retry:       backoff.Policy{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond},
 		MaxAttempts: maxAttempts,
 	})
+}
+
+// wait waits for every delivery d started to end.
+func wait(t *testing.T, d *delivery.Deliverer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, d.Wait(ctx))
 }
 
 func TestDeliver_RetriesThenCommits(t *testing.T) {
@@ -95,14 +113,14 @@ func TestDeliver_RetriesThenCommits(t *testing.T) {
 	c := tb.claim(t, "u1")
 	d := tb.deliverer(10)
 	d.Deliver(context.Background(), c)
-	d.Wait()
+	wait(t, d)
 	got := tb.sink.got()
 	require.Len(t, got, 3)
 	for i, b := range got {
 		require.Equal(t, batch.ID("u1", c.Generation), b.BatchID, "every attempt is the same batch")
 		require.Equal(t, i+1, b.Attempt)
 	}
-	res, err := tb.buf.Commit(context.Background(), c)
+	res, err := c.Commit(context.Background())
 	require.NoError(t, err)
 	require.True(t, res.Already, "committed after the successful attempt")
 }
@@ -112,7 +130,7 @@ func TestDeliver_PermanentFailureIsDeadLetteredAtOnce(t *testing.T) {
 	c := tb.claim(t, "u1")
 	d := tb.deliverer(10)
 	d.Deliver(context.Background(), c)
-	d.Wait()
+	wait(t, d)
 	require.Len(t, tb.sink.got(), 1)
 	dead, err := tb.buf.DeadLetters(context.Background())
 	require.NoError(t, err)
@@ -125,7 +143,7 @@ func TestDeliver_DeadLetteredAfterMaxAttempts(t *testing.T) {
 	c := tb.claim(t, "u1")
 	d := tb.deliverer(4)
 	d.Deliver(context.Background(), c)
-	d.Wait()
+	wait(t, d)
 	require.Len(t, tb.sink.got(), 4)
 	dead, err := tb.buf.DeadLetters(context.Background())
 	require.NoError(t, err)
@@ -136,8 +154,9 @@ func TestDeliver_DeadLetteredAfterMaxAttempts(t *testing.T) {
 func TestDeliver_ShutdownReleasesTheBatch(t *testing.T) {
 	tb := setup(t, func(int) error { return errors.New("receiver down") })
 	c := tb.claim(t, "u1")
-	d := delivery.New(tb.buf, delivery.Options{
+	d := delivery.New(delivery.Options{
 		Sinks:       []sink.Sink{tb.sink},
+		Concurrency: 4,
 		Retry:       backoff.Policy{Min: time.Hour, Max: time.Hour}, // parks in backoff
 		MaxAttempts: 10,
 	})
@@ -145,7 +164,7 @@ func TestDeliver_ShutdownReleasesTheBatch(t *testing.T) {
 	d.Deliver(ctx, c)
 	require.Eventually(t, func() bool { return len(tb.sink.got()) == 1 }, 2*time.Second, 5*time.Millisecond)
 	cancel()
-	d.Wait()
+	wait(t, d)
 	again, ok, err := tb.buf.Reclaim(context.Background(), "u1", "w2")
 	require.NoError(t, err)
 	require.True(t, ok, "released at shutdown: another worker takes it without waiting for the lease")

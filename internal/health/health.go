@@ -1,6 +1,11 @@
 // Package health serves the worker's health endpoints: GET /healthz (the
 // process is alive) and GET /readyz (it can do its work: Redis reachable
 // and taking writes, and the RabbitMQ consumer subscribed).
+//
+// A Server is a startstop.Service: Start binds Options.Addr (a taken port
+// is Start's error, so the worker fails at start rather than run without
+// health checks) and serves; Stop shuts the server down gracefully.
+// SetStopping turns readiness off while the process drains, liveness on.
 package health
 
 import (
@@ -13,14 +18,24 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/lullhq/lull/internal/startstop"
+	"github.com/lullhq/lull/internal/valutil"
 )
+
+// DefaultCheckTimeout is Options.CheckTimeout when it is zero.
+const DefaultCheckTimeout = time.Second
 
 // Options configure a Server.
 type Options struct {
+	// Addr is the host:port Start listens on (HEALTH_ADDR; port 0 picks a
+	// free one, see Server.Addr). Start refuses an empty Addr.
+	Addr string
 	// Redis is the worker's client; /readyz writes a probe key with it.
 	Redis rueidis.Client
 	// Namespace names the probe key, <Namespace>:health.
@@ -28,9 +43,10 @@ type Options struct {
 	// ConsumerReady reports whether the RabbitMQ consumer is subscribed;
 	// nil leaves it out of readiness.
 	ConsumerReady func() bool
-	// CheckTimeout bounds the Redis probe of one /readyz. Default 1s.
+	// CheckTimeout bounds the Redis probe of one /readyz. Zero means
+	// DefaultCheckTimeout.
 	CheckTimeout time.Duration
-	// Logger receives server errors. Default slog.Default().
+	// Logger receives server errors. Nil means slog.Default().
 	Logger *slog.Logger
 }
 
@@ -46,23 +62,26 @@ type Status struct {
 
 // Server answers the health endpoints.
 type Server struct {
+	startstop.BaseStartStop
+
 	opts     Options
 	key      string
 	log      *slog.Logger
 	stopping atomic.Bool
+
+	mu   sync.Mutex
+	addr string // bound address of the running server
+	err  error  // why serving ended on its own
 }
 
 // probeTTL keeps the probe key from outliving the worker by much.
 const probeTTL = 10 * time.Second
 
-// New returns a Server; nothing listens until Serve.
+// New returns a Server; nothing listens until Start (Handler and Check
+// work without it).
 func New(opts Options) *Server {
-	if opts.CheckTimeout <= 0 {
-		opts.CheckTimeout = time.Second
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
+	opts.CheckTimeout = valutil.ValOrDefault(opts.CheckTimeout, DefaultCheckTimeout)
+	opts.Logger = valutil.ValOrDefault(opts.Logger, slog.Default())
 	return &Server{
 		opts: opts,
 		key:  opts.Namespace + ":health",
@@ -157,24 +176,74 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// Listen binds addr (host:port) now, so a taken port stops the worker at
-// start rather than leaving it without health checks.
-func Listen(ctx context.Context, addr string) (net.Listener, error) {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
+// shutdownTimeout bounds how long Stop waits for requests under way; a
+// check takes at most CheckTimeout.
+const shutdownTimeout = 5 * time.Second
+
+// Start binds Options.Addr now and serves in the background until Stop (or
+// the end of ctx), then shuts down gracefully (requests under way get
+// shutdownTimeout; their checks are cancelled). It returns the bind error,
+// e.g. for a taken port. When serving fails later, the server ends on its
+// own: Stopped() closes and Err says why.
+func (s *Server) Start(ctx context.Context) error {
+	ctx, ok, started, stopped := s.StartInit(ctx)
+	if !ok {
+		return nil
+	}
+	ln, err := s.listen(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("health endpoint: listen %s: %w", addr, err)
+		stopped()
+		return err
+	}
+	s.mu.Lock()
+	s.addr, s.err = ln.Addr().String(), nil
+	s.mu.Unlock()
+	go func() {
+		started()
+		defer stopped()
+		err := s.serve(ctx, ln)
+		s.mu.Lock()
+		s.err = err
+		s.mu.Unlock()
+		if err != nil {
+			s.log.Error("health endpoint stopped", slog.Any("error", err))
+		}
+	}()
+	return nil
+}
+
+// Addr is the address the server listens on (with the port picked for
+// port 0), or "" before the first Start.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Err is why the server ended on its own; nil while it runs and after Stop.
+// Read it once Stopped() is closed.
+func (s *Server) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+func (s *Server) listen(ctx context.Context) (net.Listener, error) {
+	if s.opts.Addr == "" {
+		return nil, errors.New("health endpoint: no address to listen on")
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("health endpoint: listen %s: %w", s.opts.Addr, err)
 	}
 	return ln, nil
 }
 
-// shutdownTimeout bounds how long Serve waits for requests under way once
-// ctx ended; a check takes at most CheckTimeout.
-const shutdownTimeout = 5 * time.Second
-
-// Serve answers on ln until ctx ends, then shuts down gracefully and
-// returns nil; it closes ln. It returns an error only when serving failed.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+// serve answers on ln until ctx ends, then shuts down gracefully (logging
+// what went wrong doing so) and returns nil; it closes ln. It returns an
+// error only when serving failed before ctx ended.
+func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -194,13 +263,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
-	err := srv.Shutdown(shutCtx)
-	if err != nil {
+	if err := srv.Shutdown(shutCtx); err != nil {
 		_ = srv.Close()
-		err = fmt.Errorf("health endpoint: shutdown: %w", err)
+		s.log.Warn("health endpoint shutdown", slog.Any("error", err))
 	}
-	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
-		err = errors.Join(err, fmt.Errorf("health endpoint: serve: %w", serr))
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		s.log.Warn("health endpoint serve", slog.Any("error", err))
 	}
-	return err
+	return nil
 }

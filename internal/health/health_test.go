@@ -105,39 +105,77 @@ func TestReadyz_RedisDown(t *testing.T) {
 	require.Less(t, time.Since(start), 2*time.Second, "the check is bounded")
 }
 
-func TestServe_StopsWhenContextEnds(t *testing.T) {
+func closed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: not closed", what)
+	}
+}
+
+func getStatus(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestServer_StartServesStopShutsDown(t *testing.T) {
 	t.Parallel()
 	ns := testenv.Namespace(t, "health")
-	s := health.New(health.Options{Redis: testenv.Redis(t, ns), Namespace: ns})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ln, err := health.Listen(ctx, "127.0.0.1:0")
-	require.NoError(t, err)
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ctx, ln) }()
+	s := health.New(health.Options{Addr: "127.0.0.1:0", Redis: testenv.Redis(t, ns), Namespace: ns})
+	require.Empty(t, s.Addr(), "not bound before Start")
+	s.Stop() // never started: returns at once
+	require.NoError(t, s.Start(context.Background()))
+	require.NoError(t, s.Start(context.Background()), "a second Start does nothing")
+	closed(t, s.Started(), "started")
 
-	url := "http://" + ln.Addr().String()
-	resp, err := http.Get(url + "/healthz")
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	resp, err = http.Get(url + "/readyz")
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
+	url := "http://" + s.Addr()
+	require.Equal(t, http.StatusOK, getStatus(t, url+"/healthz"))
+	require.Equal(t, http.StatusOK, getStatus(t, url+"/readyz"))
+	s.SetStopping()
+	require.Equal(t, http.StatusServiceUnavailable, getStatus(t, url+"/readyz"))
+	require.Equal(t, http.StatusOK, getStatus(t, url+"/healthz"), "alive while stopping")
 
-	cancel()
-	select {
-	case err := <-served:
-		require.NoError(t, err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return after its context ended")
-	}
-	_, err = net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+	s.Stop()
+	closed(t, s.Stopped(), "stopped")
+	require.NoError(t, s.Err())
+	_, err := net.DialTimeout("tcp", s.Addr(), time.Second)
 	require.Error(t, err, "the port is closed")
+}
 
-	_, err = health.Listen(context.Background(), "127.0.0.1:bad")
-	require.Error(t, err)
+func TestServer_ParentContextEndsIt(t *testing.T) {
+	t.Parallel()
+	ns := testenv.Namespace(t, "health")
+	s := health.New(health.Options{Addr: "127.0.0.1:0", Redis: testenv.Redis(t, ns), Namespace: ns})
+	ctx, cancel := context.WithCancel(context.Background())
+	require.NoError(t, s.Start(ctx))
+	cancel()
+	closed(t, s.Stopped(), "stopped with its parent")
+	require.NoError(t, s.Err())
+}
+
+func TestServer_StartReturnsTheBindError(t *testing.T) {
+	t.Parallel()
+	ns := testenv.Namespace(t, "health")
+	redis := testenv.Redis(t, ns)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	for _, addr := range []string{taken.Addr().String(), "127.0.0.1:bad", ""} {
+		s := health.New(health.Options{Addr: addr, Redis: redis, Namespace: ns})
+		require.Error(t, s.Start(context.Background()), addr)
+		closed(t, s.Stopped(), "stopped after a failed Start")
+		s.Stop() // returns at once
+	}
+	s := health.New(health.Options{Addr: taken.Addr().String(), Redis: redis, Namespace: ns})
+	require.Error(t, s.Start(context.Background()))
+	require.NoError(t, taken.Close())
+	require.NoError(t, s.Start(context.Background()), "it can start once the port is free")
+	t.Cleanup(s.Stop)
+	require.Equal(t, http.StatusOK, getStatus(t, "http://"+s.Addr()+"/healthz"))
 }
 
 // startRedisServer runs a redis-server of the test's own on a free port (a

@@ -26,27 +26,39 @@ func admin(method, path, token string) *http.Request {
 	return req
 }
 
+// storeOptions are testenv.StoreOptions as change says.
+func storeOptions(change func(*store.Options)) store.Options {
+	o := testenv.StoreOptions()
+	change(&o)
+	return o
+}
+
 // deadLetter leaves one dead-lettered batch of key in buf.
 func deadLetter(t *testing.T, buf *store.Store, key string) string {
 	t.Helper()
 	ctx := context.Background()
 	_, err := buf.Append(ctx, key, "m1", []byte(`{"id":"m1","text":"oi","received_at":"2026-11-25T20:00:00.000Z"}`), false)
 	require.NoError(t, err)
-	var c store.Claim
+	var c *store.Claim
 	require.Eventually(t, func() bool {
-		var why store.FlushResult
-		c, why, err = buf.Flush(ctx, key, "", "w1")
-		require.NoError(t, err)
-		return why == ""
+		f := buf.FlushDue(ctx, []string{key}, "w1")[0]
+		require.NoError(t, f.Err)
+		c = f.Claim
+		return f.Result == ""
 	}, 2*time.Second, 5*time.Millisecond)
-	_, err = buf.DeadLetter(ctx, c, "status 400")
-	require.NoError(t, err)
+	require.NoError(t, c.DeadLetter(ctx, "status 400"))
 	return batch.ID(key, c.Generation)
 }
 
 func TestAdmin_DeadLettersListedAndReplayed(t *testing.T) {
 	ns := testenv.Namespace(t, "admin")
-	buf := store.New(testenv.Redis(t, ns), ns, store.Options{QuietWindow: time.Millisecond, MaxMessages: 100, DedupeWindow: time.Hour, TTL: time.Hour, Lease: time.Minute})
+	buf := store.New(testenv.Redis(t, ns), ns, storeOptions(func(o *store.Options) {
+		o.QuietWindow = time.Millisecond
+		o.MaxMessages = 100
+		o.DedupeWindow = time.Hour
+		o.TTL = time.Hour
+		o.Lease = time.Minute
+	}))
 	tb := setup(t, testenv.AMQPURL(), func(o *httpapi.Options) { o.AdminToken, o.Admin = adminToken, buf })
 	id := deadLetter(t, buf, "5511 a:b")
 	q := "?batch_id=" + url.QueryEscape(id)
@@ -81,7 +93,13 @@ func TestAdmin_DeadLettersListedAndReplayed(t *testing.T) {
 
 func TestAdmin_ManualFlush(t *testing.T) {
 	ns := testenv.Namespace(t, "admin")
-	buf := store.New(testenv.Redis(t, ns), ns, store.Options{QuietWindow: time.Hour, MaxMessages: 100, DedupeWindow: time.Hour, TTL: 24 * time.Hour, Lease: time.Minute})
+	buf := store.New(testenv.Redis(t, ns), ns, storeOptions(func(o *store.Options) {
+		o.QuietWindow = time.Hour
+		o.MaxMessages = 100
+		o.DedupeWindow = time.Hour
+		o.TTL = 24 * time.Hour
+		o.Lease = time.Minute
+	}))
 	tb := setup(t, testenv.AMQPURL(), func(o *httpapi.Options) { o.AdminToken, o.Admin = adminToken, buf })
 	ctx := context.Background()
 
@@ -94,10 +112,10 @@ func TestAdmin_ManualFlush(t *testing.T) {
 	resp = tb.api(admin(http.MethodPost, "/admin/flush?unique_id=u1", adminToken))
 	require.Equal(t, http.StatusAccepted, resp.StatusCode)
 	resp.Body.Close()
-	c, why, err := buf.Flush(ctx, "u1", "", "w1")
-	require.NoError(t, err)
-	require.Empty(t, why, "due at once, though the quiet window is an hour")
-	require.Equal(t, "manual", c.Reason)
+	f := buf.FlushDue(ctx, []string{"u1"}, "w1")[0]
+	require.NoError(t, f.Err)
+	require.Empty(t, f.Result, "due at once, though the quiet window is an hour")
+	require.Equal(t, "manual", f.Claim.Batch.Reason)
 }
 
 func TestAdmin_AbsentWithoutToken(t *testing.T) {

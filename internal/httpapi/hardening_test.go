@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/lullhq/lull/internal/hmacsig"
 	"github.com/lullhq/lull/internal/provider/whatsapp"
 	"github.com/lullhq/lull/internal/testenv"
 )
@@ -50,7 +51,7 @@ func TestWhatsApp_BatchKeepsPayloadOrderPerConversation(t *testing.T) {
 	body := `{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550001111","phone_number_id":"200000000000002"},"messages":[` +
 		strings.Join(msgs, ",") + `]}}]}]}`
 	code, _, answer := status(t, tb, request(http.MethodPost, "/webhook/whatsapp", "application/json", body,
-		whatsapp.SignatureHeader, whatsapp.Sign(appSecret, []byte(body))))
+		whatsapp.SignatureHeader, hmacsig.Sign(appSecret, []byte(body))))
 	require.Equal(t, http.StatusOK, code, answer)
 
 	perUser := map[string][]string{}

@@ -5,6 +5,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"mime"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/lullhq/lull/internal/ingest"
 	"github.com/lullhq/lull/internal/jsonenc"
 	"github.com/lullhq/lull/internal/store"
+	"github.com/lullhq/lull/internal/valutil"
 )
 
 // Publisher makes an encoded envelope durable (a confirmed publish).
@@ -27,14 +29,18 @@ type Publisher interface {
 	Ready() bool
 }
 
-// Options configure the API.
+// Options configure the API. BodyLimit and PublishTimeout are required: New
+// panics without them.
 type Options struct {
-	Publisher      Publisher
-	RedisPing      func(ctx context.Context) error // for /readyz
-	BodyLimit      int
+	Publisher Publisher
+	RedisPing func(ctx context.Context) error // for /readyz
+	// BodyLimit is the largest POST /webhook body, in bytes (BODY_LIMIT).
+	BodyLimit int
+	// PublishTimeout bounds the wait for the broker's confirms of one
+	// request (PUBLISH_TIMEOUT).
 	PublishTimeout time.Duration
-	Logger         *slog.Logger
-	Now            func() time.Time // tests only
+	Logger         *slog.Logger     // nil: slog.Default()
+	Now            func() time.Time // tests only; nil: time.Now
 
 	// Limits bound each accepted message (METADATA_MAX_BYTES, MAX_BATCH_BYTES).
 	Limits ingest.Limits
@@ -88,20 +94,27 @@ type Server struct {
 	inflight atomic.Int64
 }
 
-// New builds the Fiber app.
+// Timeouts of the HTTP server's connections.
+const (
+	readTimeout  = 10 * time.Second
+	writeTimeout = 10 * time.Second
+	idleTimeout  = 60 * time.Second
+)
+
+// New builds the Fiber app. Options it cannot work with (see Options and
+// ProviderOptions) are a programmer error: it panics, naming the option.
 func New(opts Options) *Server {
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
+	opts.mustValidate()
+	opts.Logger = valutil.ValOrDefault(opts.Logger, slog.Default())
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	app := fiber.New(fiber.Config{
 		AppName:               "lull",
 		BodyLimit:             max(opts.BodyLimit, ProviderBodyLimit),
-		ReadTimeout:           10 * time.Second,
-		WriteTimeout:          10 * time.Second,
-		IdleTimeout:           60 * time.Second,
+		ReadTimeout:           readTimeout,
+		WriteTimeout:          writeTimeout,
+		IdleTimeout:           idleTimeout,
 		DisableStartupMessage: true,
 		JSONEncoder:           jsonenc.Marshal,
 		ErrorHandler:          errorHandler(opts.Logger),
@@ -121,6 +134,20 @@ func New(opts Options) *Server {
 	h.providers(app)
 	h.admin(app)
 	return srv
+}
+
+// mustValidate panics on options New cannot work with: config.Load
+// checks the variables they come from, so only a caller's bug gets here.
+func (o Options) mustValidate() {
+	if o.Publisher == nil {
+		panic("httpapi: Options.Publisher is required")
+	}
+	if o.BodyLimit < 1 {
+		panic(fmt.Sprintf("httpapi: Options.BodyLimit %d must be positive (BODY_LIMIT)", o.BodyLimit))
+	}
+	if o.PublishTimeout <= 0 {
+		panic(fmt.Sprintf("httpapi: Options.PublishTimeout %s must be positive (PUBLISH_TIMEOUT)", o.PublishTimeout))
+	}
 }
 
 // Drain stops accepting connections and returns once every request under

@@ -33,12 +33,10 @@ func setup(t *testing.T, brokerURL string, mutate ...func(*httpapi.Options)) tes
 	t.Parallel()
 	ns := testenv.Namespace(t, "httpapi")
 	ctx := context.Background()
+	testenv.CleanupBroker(t, testenv.AMQPURL(), ns) // runs after the publisher's close
 	pub, err := queue.NewPublisher(ctx, brokerURL, ns, queue.PublisherOptions{ConfirmTimeout: 2 * time.Second})
 	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = pub.Close(ctx)
-		_ = queue.Purge(ctx, testenv.AMQPURL(), ns)
-	})
+	t.Cleanup(func() { _ = pub.Close(ctx) })
 	if brokerURL == testenv.AMQPURL() {
 		require.Eventually(t, pub.Ready, 10*time.Second, 10*time.Millisecond)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/lullhq/lull/internal/hmacsig"
 	"github.com/lullhq/lull/internal/httpapi"
 	"github.com/lullhq/lull/internal/ingest"
 	"github.com/lullhq/lull/internal/provider/whatsapp"
@@ -34,7 +35,7 @@ func TestGeneric_CannotWriteIntoAProviderConversation(t *testing.T) {
 	// unique_id (which may not start with it) can equal it.
 	body := `{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550001111","phone_number_id":"PNID1"},"messages":[{"from":"5511900000009","id":"wamid.real","timestamp":"1700000000","type":"text","text":{"body":"oi"}}]}}]}]}`
 	code, _, answer := status(t, tb, request(http.MethodPost, "/webhook/whatsapp", "application/json", body,
-		whatsapp.SignatureHeader, whatsapp.Sign(appSecret, []byte(body))))
+		whatsapp.SignatureHeader, hmacsig.Sign(appSecret, []byte(body))))
 	require.Equal(t, http.StatusOK, code, answer)
 	// A generic conversation that looks like the provider's key without the
 	// prefix is another conversation.
@@ -89,7 +90,13 @@ func TestGeneric_LimitsAnswerNamingTheField(t *testing.T) {
 // refused with 429 and Retry-After; other conversations are not affected.
 func TestGeneric_FullConversationGets429(t *testing.T) {
 	ns := testenv.Namespace(t, "full")
-	buf := store.New(testenv.Redis(t, ns), ns, store.Options{QuietWindow: time.Hour, MaxMessages: 100, DedupeWindow: time.Hour, TTL: 2 * time.Hour, Lease: time.Minute})
+	buf := store.New(testenv.Redis(t, ns), ns, storeOptions(func(o *store.Options) {
+		o.QuietWindow = time.Hour
+		o.MaxMessages = 100
+		o.DedupeWindow = time.Hour
+		o.TTL = 2 * time.Hour
+		o.Lease = time.Minute
+	}))
 	tb := setup(t, testenv.AMQPURL(), func(o *httpapi.Options) {
 		o.Buffered, o.MaxBufferedMessages, o.MaxBufferedBytes = buf.Buffered, 3, 1<<20
 	})

@@ -30,7 +30,8 @@ type ProviderOptions struct {
 	// signed with it (EVOLUTION_JWT_KEY: the webhook's jwt_key header).
 	EvolutionJWTKey string
 	// EvolutionHeader, "Name: value", when set, requires that header
-	// (EVOLUTION_HEADER: one of the webhook's static headers).
+	// (EVOLUTION_HEADER: one of the webhook's static headers). New panics
+	// when evolution.ParseHeader refuses it.
 	EvolutionHeader string
 	// TwilioAuthToken checks X-Twilio-Signature (TWILIO_AUTH_TOKEN). Empty:
 	// /webhook/twilio answers 503, not configured.
@@ -46,7 +47,6 @@ var (
 	errWhatsAppSignature  = fiber.NewError(fiber.StatusUnauthorized, "missing or invalid X-Hub-Signature-256")
 	errWhatsAppVerify     = fiber.NewError(fiber.StatusForbidden, "verification refused")
 	errEvolutionAuth      = fiber.NewError(fiber.StatusUnauthorized, "missing or invalid Evolution webhook credentials")
-	errEvolutionConfig    = fiber.NewError(fiber.StatusServiceUnavailable, "evolution webhook misconfigured: EVOLUTION_HEADER must be \"Name: value\"")
 	errTwilioSignature    = fiber.NewError(fiber.StatusForbidden, "missing or invalid X-Twilio-Signature")
 	errTwilioNotConfigure = fiber.NewError(fiber.StatusServiceUnavailable, "twilio webhook not configured: set TWILIO_AUTH_TOKEN")
 	errFormRequired       = fiber.NewError(fiber.StatusUnsupportedMediaType, "content type must be application/x-www-form-urlencoded")
@@ -58,10 +58,9 @@ var (
 // only when all pass, and answers 2xx only once every message is durable
 // (503 otherwise, so the provider retries and the retry is deduped).
 type providerRoutes struct {
-	h            *handlers
-	metaSecrets  []string
-	evoAuth      evolution.Auth
-	evoAuthError error
+	h           *handlers
+	metaSecrets []string
+	evoAuth     evolution.Auth
 }
 
 // providers registers /webhook/<provider>.
@@ -75,15 +74,18 @@ func (h *handlers) providers(app *fiber.App) {
 	}
 	p.evoAuth.JWTKey = []byte(o.EvolutionJWTKey)
 	if o.EvolutionHeader != "" {
-		p.evoAuth.HeaderName, p.evoAuth.HeaderValue, p.evoAuthError = evolution.ParseHeader(o.EvolutionHeader)
+		var err error
+		p.evoAuth.HeaderName, p.evoAuth.HeaderValue, err = evolution.ParseHeader(o.EvolutionHeader)
+		if err != nil {
+			// config.Load refuses such an EVOLUTION_HEADER.
+			panic("httpapi: ProviderOptions.EvolutionHeader: " + err.Error())
+		}
 	}
 
 	if len(p.metaSecrets) == 0 {
 		log.Warn("WHATSAPP_APP_SECRET is not set: /webhook/whatsapp accepts unsigned POSTs; set it in production")
 	}
-	if p.evoAuthError != nil {
-		log.Error("EVOLUTION_HEADER is invalid: /webhook/evolution refuses every request", "err", p.evoAuthError)
-	} else if !p.evoAuth.Enabled() {
+	if !p.evoAuth.Enabled() {
 		log.Info("/webhook/evolution is unauthenticated (EVOLUTION_HEADER and EVOLUTION_JWT_KEY unset)")
 	}
 	if o.TwilioAuthToken == "" {
@@ -137,9 +139,6 @@ func (p *providerRoutes) whatsapp(c *fiber.Ctx) error {
 func (p *providerRoutes) evolution(c *fiber.Ctx) error {
 	if err := requireJSON(c); err != nil {
 		return err
-	}
-	if p.evoAuthError != nil {
-		return errEvolutionConfig
 	}
 	if err := p.evoAuth.Verify(func(name string) string { return c.Get(name) }, p.h.opts.Now()); err != nil {
 		p.h.opts.Logger.Warn("evolution webhook rejected", "err", err)

@@ -14,9 +14,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lullhq/lull/internal/batch"
+	"github.com/lullhq/lull/internal/hmacsig"
 	"github.com/lullhq/lull/internal/httpapi"
 	"github.com/lullhq/lull/internal/ingest"
-	"github.com/lullhq/lull/internal/provider/evolution"
+	"github.com/lullhq/lull/internal/provider/providertest"
 	"github.com/lullhq/lull/internal/provider/twilio"
 	"github.com/lullhq/lull/internal/provider/whatsapp"
 	"github.com/lullhq/lull/internal/testenv"
@@ -132,13 +133,13 @@ func TestWhatsApp_RejectedRequestsPublishNothing(t *testing.T) {
 	}{
 		{"no signature", request(http.MethodPost, "/webhook/whatsapp", "application/json", body), 401},
 		{"wrong signature", request(http.MethodPost, "/webhook/whatsapp", "application/json", body,
-			whatsapp.SignatureHeader, whatsapp.Sign("other", []byte(body))), 401},
+			whatsapp.SignatureHeader, hmacsig.Sign("other", []byte(body))), 401},
 		{"body changed", request(http.MethodPost, "/webhook/whatsapp", "application/json", body+" ",
 			whatsapp.SignatureHeader, docSignature), 401},
 		{"wrong content type", request(http.MethodPost, "/webhook/whatsapp", "text/plain", body,
 			whatsapp.SignatureHeader, docSignature), 415},
 		{"malformed, signed", request(http.MethodPost, "/webhook/whatsapp", "application/json", malformed,
-			whatsapp.SignatureHeader, whatsapp.Sign(appSecret, []byte(malformed))), 400},
+			whatsapp.SignatureHeader, hmacsig.Sign(appSecret, []byte(malformed))), 400},
 	}
 	for _, tt := range tests {
 		code, _, resp := status(t, tb, tt.req)
@@ -151,7 +152,7 @@ func TestWhatsApp_StatusesOnlyIs200WithNothingQueued(t *testing.T) {
 	tb := setup(t, testenv.AMQPURL(), configured)
 	body := fixture(t, "whatsapp", "statuses.json")
 	code, _, resp := status(t, tb, request(http.MethodPost, "/webhook/whatsapp", "application/json", body,
-		whatsapp.SignatureHeader, whatsapp.Sign(appSecret, []byte(body))))
+		whatsapp.SignatureHeader, hmacsig.Sign(appSecret, []byte(body))))
 	require.Equal(t, http.StatusOK, code, resp)
 	require.Empty(t, tb.queued(t))
 }
@@ -175,7 +176,7 @@ func TestWhatsApp_BrokerDownIs503SoMetaRetries(t *testing.T) {
 func evolutionAuth(t *testing.T) []string {
 	t.Helper()
 	iat := time.Now().Unix()
-	tok, err := evolution.SignJWT(map[string]any{"iat": iat, "exp": iat + 600, "app": "evolution", "action": "webhook"}, []byte(evoJWTKey))
+	tok, err := providertest.SignJWT(map[string]any{"iat": iat, "exp": iat + 600, "app": "evolution", "action": "webhook"}, []byte(evoJWTKey))
 	require.NoError(t, err)
 	return []string{"Authorization", "Bearer " + tok, "X-Lull-Token", "s3cret"}
 }
@@ -213,7 +214,7 @@ func TestEvolution_RejectedRequestsPublishNothing(t *testing.T) {
 	tb := setup(t, testenv.AMQPURL(), configured)
 	body := fixture(t, "evolution", "text_conversation.json")
 	good := evolutionAuth(t)
-	expired, err := evolution.SignJWT(map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}, []byte(evoJWTKey))
+	expired, err := providertest.SignJWT(map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}, []byte(evoJWTKey))
 	require.NoError(t, err)
 	tests := []struct {
 		name    string
@@ -354,7 +355,7 @@ func TestProviders_ImmediateFlushRulesApply(t *testing.T) {
 	})
 	body := fixture(t, "whatsapp", "interactive_button_reply.json")
 	code, _, resp := status(t, tb, request(http.MethodPost, "/webhook/whatsapp", "application/json", body,
-		whatsapp.SignatureHeader, whatsapp.Sign(appSecret, []byte(body))))
+		whatsapp.SignatureHeader, hmacsig.Sign(appSecret, []byte(body))))
 	require.Equal(t, http.StatusOK, code, resp)
 	got := tb.queued(t)
 	require.Len(t, got, 1)

@@ -6,24 +6,34 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/lullhq/lull/internal/backoff"
+	"github.com/lullhq/lull/internal/startstop"
+	"github.com/lullhq/lull/internal/valutil"
 )
 
-// ConsumerOptions configures a Consumer. Zero values mean the defaults.
+// DefaultDrainTimeout is ConsumerOptions.DrainTimeout when it is zero.
+const DefaultDrainTimeout = 5 * time.Second
+
+// maxPrefetch is the largest prefetch count AMQP 0-9-1 can carry.
+const maxPrefetch = 65535
+
+// ConsumerOptions configures a Consumer.
 type ConsumerOptions struct {
-	// Prefetch is the number of unsettled deliveries the broker hands to
-	// this consumer at a time. Default 200.
+	// Prefetch is the number of unsettled messages the broker hands to this
+	// consumer at a time, 1 to 65535. Required (its default is the
+	// configuration's, PREFETCH).
 	Prefetch int
-	// DrainTimeout bounds how long Run, once ctx is done, waits for
-	// deliveries already passed to handle to be settled before it closes
-	// the channel (unsettled ones are then redelivered). Default 5s.
+	// DrainTimeout bounds how long Stop waits for messages already passed
+	// to the handler to be settled before it closes the channel (unsettled
+	// ones are then redelivered). Zero means DefaultDrainTimeout.
 	DrainTimeout time.Duration
-	// Logger receives connection events. Default slog.Default().
+	// Logger receives connection events. Nil means slog.Default().
 	Logger *slog.Logger
 	// Inbound configures the topology declared on every (re)connect (the
 	// dead-letter queue's retention, see InboundTopology). Its Logger
@@ -31,65 +41,108 @@ type ConsumerOptions struct {
 	Inbound TopologyOptions
 }
 
-func (o *ConsumerOptions) setDefaults() {
-	if o.Prefetch <= 0 {
-		o.Prefetch = 200
-	}
-	if o.DrainTimeout <= 0 {
-		o.DrainTimeout = 5 * time.Second
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-}
+// Handler gets each consumed message, serially, from the consumer's
+// goroutine. It must settle every message exactly once (Message.Settle),
+// now or later from any goroutine; while it runs, no other message is
+// handed out.
+type Handler func(Message)
 
-// Consumer consumes InboundQueue(ns) on a connection of its own and
-// reconnects by itself whenever the connection or channel closes.
+// Consumer is the worker's side of InboundQueue(ns), a startstop.Service:
+// NewConsumer takes the Handler that gets every Message, Start subscribes on
+// a connection of its own and keeps subscribed (reconnecting by itself
+// whenever the connection or channel closes), Stop ends the subscription and
+// drains. The handler decides each message's Outcome and settles it with
+// Message.Settle, exactly once.
 type Consumer struct {
+	startstop.BaseStartStop
+
 	url, ns string
+	handle  Handler
 	opts    ConsumerOptions
 	log     *slog.Logger
 
 	ready   atomic.Bool
 	session atomic.Uint64 // counts connections, for consumer tags
+
+	errMu sync.Mutex
+	err   error // why the last run ended on its own
 }
 
-// NewConsumer returns a Consumer for namespace ns; nothing happens until Run.
-func NewConsumer(url, ns string, opts ConsumerOptions) *Consumer {
-	opts.setDefaults()
-	return &Consumer{
-		url:  url,
-		ns:   ns,
-		opts: opts,
-		log:  opts.Logger.With(slog.String("component", "queue_consumer")),
+// NewConsumer returns a Consumer of namespace ns that passes every message
+// to handle; nothing happens until Start. It returns an error for a URL
+// that does not parse, a nil handle or a Prefetch out of range.
+func NewConsumer(url, ns string, handle Handler, opts ConsumerOptions) (*Consumer, error) {
+	if _, err := amqp.ParseURI(url); err != nil {
+		return nil, fmt.Errorf("consume %s: parse AMQP URL: %w", InboundQueue(ns), err)
 	}
+	if handle == nil {
+		return nil, fmt.Errorf("consume %s: no handler", InboundQueue(ns))
+	}
+	if opts.Prefetch < 1 || opts.Prefetch > maxPrefetch {
+		return nil, fmt.Errorf("consume %s: prefetch %d must be between 1 and %d", InboundQueue(ns), opts.Prefetch, maxPrefetch)
+	}
+	opts.DrainTimeout = valutil.ValOrDefault(opts.DrainTimeout, DefaultDrainTimeout)
+	opts.Logger = valutil.ValOrDefault(opts.Logger, slog.Default())
+	return &Consumer{
+		url:    url,
+		ns:     ns,
+		handle: handle,
+		opts:   opts,
+		log:    opts.Logger.With(slog.String("component", "queue_consumer")),
+	}, nil
 }
 
 // Ready reports whether the consumer is currently subscribed to the queue.
 func (c *Consumer) Ready() bool { return c.ready.Load() }
 
+// Err is why the consumer ended on its own: a problem a retry cannot fix
+// (refused credentials or vhost, a queue that exists with other arguments).
+// It is nil while the consumer runs and after Stop (or the end of Start's
+// ctx) ended it; read it once Stopped() is closed.
+func (c *Consumer) Err() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.err
+}
+
 // errLost marks the end of a session that a reconnect may cure.
 var errLost = errors.New("queue: consumer connection lost")
 
-// Run consumes InboundQueue(ns) until ctx is done, calling handle for each
-// delivery, serially, from the calling goroutine. handle must settle every
-// delivery exactly once (Ack, Requeue or DeadLetter), now or later from any
-// goroutine. When the connection or channel closes, Run reconnects with
-// capped exponential backoff and re-declares the topology; deliveries of the
-// old channel then fail to settle and the broker redelivers them.
+// Start launches consuming and returns at once. The consumer subscribes,
+// calls the handler for each message, and whenever the connection or
+// channel closes reconnects with capped exponential backoff and
+// re-declares the topology; messages of the old channel then fail to
+// settle and the broker redelivers them.
 //
-// Run returns nil once ctx is done, after cancelling the subscription,
-// waiting up to DrainTimeout for deliveries handed to handle to be settled,
-// and closing channel and connection. It returns an error only for problems
-// a retry cannot fix: an unparseable URL, refused credentials or vhost, or a
-// queue that exists with other arguments. Run must not be called again
-// before it returned.
-func (c *Consumer) Run(ctx context.Context, handle func(Delivery)) error {
-	if _, err := amqp.ParseURI(c.url); err != nil {
-		return fmt.Errorf("consume %s: parse AMQP URL: %w", InboundQueue(c.ns), err)
+// Stop (or the end of ctx) cancels the subscription, gives back what the
+// broker sent but the handler never got, waits up to DrainTimeout for the
+// messages handed to the handler to be settled, and closes channel and
+// connection. A problem a retry cannot fix ends the consumer on its own:
+// Stopped() closes and Err says why.
+func (c *Consumer) Start(ctx context.Context) error {
+	ctx, ok, started, stopped := c.StartInit(ctx)
+	if !ok {
+		return nil
 	}
+	c.setErr(nil)
+	go func() {
+		started()
+		defer stopped()
+		c.setErr(c.run(ctx))
+	}()
+	return nil
+}
+
+func (c *Consumer) setErr(err error) {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	c.err = err
+}
+
+// run consumes until ctx is done (nil) or a permanent error.
+func (c *Consumer) run(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
-		consumed, err := c.consume(ctx, handle)
+		consumed, err := c.consume(ctx)
 		c.ready.Store(false)
 		if ctx.Err() != nil {
 			return nil
@@ -110,7 +163,7 @@ func (c *Consumer) Run(ctx context.Context, handle func(Delivery)) error {
 
 // consume runs one session: connect, declare, subscribe, dispatch. It
 // reports whether the subscription was established, and why it ended.
-func (c *Consumer) consume(ctx context.Context, handle func(Delivery)) (bool, error) {
+func (c *Consumer) consume(ctx context.Context) (bool, error) {
 	conn, err := dial(ctx, c.url, "lull-consumer-"+c.ns)
 	if err != nil {
 		return false, err
@@ -164,7 +217,7 @@ func (c *Consumer) consume(ctx context.Context, handle func(Delivery)) (bool, er
 				return true, fmt.Errorf("%w: delivery stream ended", errLost)
 			}
 			sess.pending.Add(1)
-			handle(Delivery{Body: d.Body, MessageID: d.MessageId, Redelivered: d.Redelivered, d: d, s: &settlement{sess: sess}})
+			c.handle(Message{Body: d.Body, MessageID: d.MessageId, Redelivered: d.Redelivered, d: d, s: &settlement{sess: sess}})
 		}
 	}
 }

@@ -37,7 +37,7 @@ func TestPublisher_MemoryAlarmIsNotReadyAndFailsFast(t *testing.T) {
 	require.Equal(t, queue.Health{Ready: true}, p.Health())
 	// A second publisher, to be closed while blocked.
 	closing, err := queue.NewPublisher(context.Background(), url, ns, queue.PublisherOptions{
-		ProbeInterval: 200 * time.Millisecond, Logger: log, Name: "lull-publisher-closing",
+		ConfirmTimeout: confirmTimeout, ProbeInterval: 200 * time.Millisecond, Logger: log, Name: "lull-publisher-closing",
 	})
 	require.NoError(t, err)
 	require.Eventually(t, closing.Ready, waitFor, 10*time.Millisecond, "second publisher never became ready")
@@ -108,7 +108,7 @@ func TestPublisher_StalledLinkIsNotReadyUntilAConfirm(t *testing.T) {
 func TestPublisher_HealthSaysDisconnected(t *testing.T) {
 	t.Parallel()
 	p, err := queue.NewPublisher(context.Background(), "amqp://guest:guest@127.0.0.1:1/", "test-queue-health",
-		queue.PublisherOptions{Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+		queue.PublisherOptions{ConfirmTimeout: testConfirmTimeout, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	require.NoError(t, err)
 	require.Equal(t, queue.Health{Ready: false, Reason: "disconnected"}, p.Health())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/lullhq/lull/internal/valutil"
 )
 
 var (
@@ -27,13 +29,21 @@ var (
 	ErrUnroutable = errors.New("queue: no queue to route to")
 )
 
-// PublisherOptions configures a Publisher. Zero values mean the defaults.
+// Defaults of the PublisherOptions that no environment variable sets.
+const (
+	defaultChannels      = 4
+	defaultProbeInterval = 2 * time.Second
+)
+
+// PublisherOptions configures a Publisher. ConfirmTimeout is required;
+// other zero values mean the defaults.
 type PublisherOptions struct {
 	// Channels is the number of confirm-mode channels shared by all
 	// Publish calls. Default 4.
 	Channels int
 	// ConfirmTimeout bounds one Publish: waiting for a free channel, sending
-	// and waiting for the broker's confirm. Default 5s.
+	// and waiting for the broker's confirm (PUBLISH_TIMEOUT). Required,
+	// positive.
 	ConfirmTimeout time.Duration
 	// Logger receives connection events. Default slog.Default().
 	Logger *slog.Logger
@@ -61,16 +71,23 @@ type PublisherOptions struct {
 	ProbeInterval time.Duration
 }
 
-func (o *PublisherOptions) setDefaults(ns string) {
-	if o.Channels <= 0 {
-		o.Channels = 4
-	}
+// validate reports the options NewPublisher refuses.
+func (o *PublisherOptions) validate() error {
 	if o.ConfirmTimeout <= 0 {
-		o.ConfirmTimeout = 5 * time.Second
+		return fmt.Errorf("new publisher: ConfirmTimeout %s must be positive (PUBLISH_TIMEOUT)", o.ConfirmTimeout)
 	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
+	if o.Channels < 0 {
+		return fmt.Errorf("new publisher: Channels %d must not be negative", o.Channels)
 	}
+	if o.ProbeInterval < 0 {
+		return fmt.Errorf("new publisher: ProbeInterval %s must not be negative", o.ProbeInterval)
+	}
+	return nil
+}
+
+func (o *PublisherOptions) setDefaults(ns string) {
+	o.Channels = valutil.ValOrDefault(o.Channels, defaultChannels)
+	o.Logger = valutil.ValOrDefault(o.Logger, slog.Default())
 	if o.Exchange == "" && o.RoutingKey == "" {
 		o.RoutingKey = InboundQueue(ns)
 	}
@@ -80,9 +97,7 @@ func (o *PublisherOptions) setDefaults(ns string) {
 	if o.Name == "" {
 		o.Name = "lull-publisher-" + ns
 	}
-	if o.ProbeInterval <= 0 {
-		o.ProbeInterval = 2 * time.Second
-	}
+	o.ProbeInterval = valutil.ValOrDefault(o.ProbeInterval, defaultProbeInterval)
 }
 
 // target describes where the publisher sends, for errors.
@@ -137,10 +152,13 @@ type Health struct {
 
 // NewPublisher starts a Publisher for namespace ns. It does not wait for the
 // broker: while it is unreachable Ready is false and Publish fails with
-// ErrUnavailable. It fails only for an unparseable url.
+// ErrUnavailable. It fails only for an unparseable url or bad options.
 func NewPublisher(ctx context.Context, url, ns string, opts PublisherOptions) (*Publisher, error) {
 	if _, err := amqp.ParseURI(url); err != nil {
 		return nil, fmt.Errorf("new publisher: parse AMQP URL: %w", err)
+	}
+	if err := opts.validate(); err != nil {
+		return nil, err
 	}
 	opts.setDefaults(ns)
 	// The loop outlives ctx's caller-scoped values only through Close.

@@ -58,6 +58,9 @@ func setup(t *testing.T) *testBundle {
 func (tb *testBundle) publisher(t *testing.T, opts queue.PublisherOptions) *queue.Publisher {
 	t.Helper()
 	opts.Logger = tb.log
+	if opts.ConfirmTimeout == 0 {
+		opts.ConfirmTimeout = testConfirmTimeout
+	}
 	p, err := queue.NewPublisher(context.Background(), tb.url, tb.ns, opts)
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -69,49 +72,64 @@ func (tb *testBundle) publisher(t *testing.T, opts queue.PublisherOptions) *queu
 	return p
 }
 
-// consumer runs a Consumer that passes every delivery to the returned
-// channel. stop cancels Run and checks it returned nil; it also runs at the
-// end of the test.
+// prefetch is the consumers' Prefetch in these tests.
+const prefetch = 200
+
+// consumer starts a Consumer that passes every message to the returned
+// channel. stop stops it and checks it ended without an error; it also runs
+// at the end of the test.
 type runningConsumer struct {
-	c          *queue.Consumer
-	deliveries chan queue.Delivery
-	stop       func()
+	c        *queue.Consumer
+	messages chan queue.Message
+	stop     func()
 }
 
 func (tb *testBundle) consumer(t *testing.T, opts queue.ConsumerOptions) *runningConsumer {
 	t.Helper()
 	opts.Logger = tb.log
-	c := queue.NewConsumer(tb.url, tb.ns, opts)
-	rc := &runningConsumer{c: c, deliveries: make(chan queue.Delivery, 10_000)}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx, func(d queue.Delivery) { rc.deliveries <- d }) }()
+	rc := &runningConsumer{messages: make(chan queue.Message, 10_000)}
+	c, err := queue.NewConsumer(tb.url, tb.ns, func(m queue.Message) { rc.messages <- m }, opts)
+	require.NoError(t, err)
+	rc.c = c
+	require.NoError(t, c.Start(context.Background()))
 	var once sync.Once
 	rc.stop = func() {
 		once.Do(func() {
-			cancel()
+			stopped := make(chan struct{})
+			go func() { c.Stop(); close(stopped) }()
 			select {
-			case err := <-done:
-				require.NoError(t, err, "Run after cancel")
+			case <-stopped:
 			case <-time.After(waitFor):
-				t.Fatal("Run did not return after cancel")
+				t.Fatal("Stop did not return")
 			}
+			requireClosed(t, c.Stopped(), "Stopped after Stop")
+			require.NoError(t, c.Err(), "Err after Stop")
 		})
 	}
 	t.Cleanup(rc.stop)
+	requireClosed(t, c.Started(), "Started")
 	require.Eventually(t, c.Ready, waitFor, 10*time.Millisecond, "consumer never became ready")
 	return rc
 }
 
-// next returns the next delivery, failing the test after waitFor.
-func (rc *runningConsumer) next(t *testing.T) queue.Delivery {
+func requireClosed(t *testing.T, ch <-chan struct{}, what string) {
 	t.Helper()
 	select {
-	case d := <-rc.deliveries:
-		return d
+	case <-ch:
 	case <-time.After(waitFor):
-		t.Fatal("no delivery")
-		return queue.Delivery{}
+		t.Fatalf("%s: not closed", what)
+	}
+}
+
+// next returns the next message, failing the test after waitFor.
+func (rc *runningConsumer) next(t *testing.T) queue.Message {
+	t.Helper()
+	select {
+	case m := <-rc.messages:
+		return m
+	case <-time.After(waitFor):
+		t.Fatal("no message")
+		return queue.Message{}
 	}
 }
 
@@ -196,7 +214,7 @@ func TestPublishConsume_EveryMessageExactlyOnce(t *testing.T) {
 	t.Parallel()
 	tb := setup(t)
 	p := tb.publisher(t, queue.PublisherOptions{})
-	rc := tb.consumer(t, queue.ConsumerOptions{})
+	rc := tb.consumer(t, queue.ConsumerOptions{Prefetch: prefetch})
 
 	const n, workers = 500, 50
 	var wg sync.WaitGroup
@@ -220,7 +238,7 @@ func TestPublishConsume_EveryMessageExactlyOnce(t *testing.T) {
 		require.Equal(t, `{"n":"`+d.MessageID+`"}`, string(d.Body))
 		require.False(t, d.Redelivered, d.MessageID)
 		// Settle from other goroutines, as the worker does.
-		acks.Go(func() { assert.NoError(t, d.Ack()) })
+		acks.Go(func() { assert.NoError(t, d.Settle(queue.Ack)) })
 	}
 	wg.Wait()
 	acks.Wait()
@@ -232,7 +250,7 @@ func TestPublishConsume_EveryMessageExactlyOnce(t *testing.T) {
 		require.Equal(t, 1, c, id)
 	}
 	select {
-	case d := <-rc.deliveries:
+	case d := <-rc.messages:
 		t.Fatalf("unexpected extra delivery %s", d.MessageID)
 	default:
 	}
@@ -240,17 +258,20 @@ func TestPublishConsume_EveryMessageExactlyOnce(t *testing.T) {
 	require.Equal(t, 0, tb.depth(t, queue.InboundQueue(tb.ns)))
 }
 
-func TestDelivery_DeadLetterMovesToDeadLetterQueue(t *testing.T) {
+func TestMessage_RejectMovesToDeadLetterQueue(t *testing.T) {
 	t.Parallel()
 	tb := setup(t)
 	p := tb.publisher(t, queue.PublisherOptions{})
-	rc := tb.consumer(t, queue.ConsumerOptions{})
+	rc := tb.consumer(t, queue.ConsumerOptions{Prefetch: prefetch})
 
 	publish(t, p, "poison", `{"broken"`)
 	d := rc.next(t)
 	require.Equal(t, "poison", d.MessageID)
-	require.NoError(t, d.DeadLetter())
-	require.ErrorIs(t, d.Ack(), queue.ErrSettled, "a settled delivery cannot be settled again")
+	require.Error(t, d.Settle(0), "no outcome")
+	require.NoError(t, d.Settle(queue.Reject), "an unknown outcome leaves the message unsettled")
+	for _, o := range []queue.Outcome{queue.Ack, queue.Requeue, queue.Reject} {
+		require.ErrorIs(t, d.Settle(o), queue.ErrSettled, "a settled message cannot be settled again")
+	}
 
 	require.Eventually(t, func() bool { return tb.depth(t, queue.DeadLetterQueue(tb.ns)) == 1 },
 		waitFor, 20*time.Millisecond)
@@ -258,22 +279,22 @@ func TestDelivery_DeadLetterMovesToDeadLetterQueue(t *testing.T) {
 	require.Equal(t, 0, tb.depth(t, queue.InboundQueue(tb.ns)))
 }
 
-func TestDelivery_RequeueIsRedelivered(t *testing.T) {
+func TestMessage_RequeueIsRedelivered(t *testing.T) {
 	t.Parallel()
 	tb := setup(t)
 	p := tb.publisher(t, queue.PublisherOptions{})
-	rc := tb.consumer(t, queue.ConsumerOptions{})
+	rc := tb.consumer(t, queue.ConsumerOptions{Prefetch: prefetch})
 
 	publish(t, p, "again", `{}`)
 	first := rc.next(t)
 	require.Equal(t, "again", first.MessageID)
 	require.False(t, first.Redelivered)
-	require.NoError(t, first.Requeue())
+	require.NoError(t, first.Settle(queue.Requeue))
 
 	second := rc.next(t)
 	require.Equal(t, "again", second.MessageID)
 	require.True(t, second.Redelivered)
-	require.NoError(t, second.Ack())
+	require.NoError(t, second.Settle(queue.Ack))
 	rc.stop()
 	require.Equal(t, 0, tb.depth(t, queue.InboundQueue(tb.ns)))
 	require.Equal(t, 0, tb.depth(t, queue.DeadLetterQueue(tb.ns)))
@@ -282,7 +303,7 @@ func TestDelivery_RequeueIsRedelivered(t *testing.T) {
 func TestPublisher_UnreachableBrokerIsUnavailable(t *testing.T) {
 	t.Parallel()
 	p, err := queue.NewPublisher(context.Background(), "amqp://guest:guest@127.0.0.1:1/", "test-queue-unreachable",
-		queue.PublisherOptions{Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+		queue.PublisherOptions{ConfirmTimeout: testConfirmTimeout, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	require.NoError(t, err, "NewPublisher must start without a broker")
 	require.False(t, p.Ready())
 
@@ -304,18 +325,43 @@ func TestPublisher_BadURLFailsAtStart(t *testing.T) {
 	require.Error(t, err)
 }
 
-func TestConsumer_RefusedCredentialsEndRun(t *testing.T) {
+func TestConsumer_RefusedCredentialsEndIt(t *testing.T) {
 	t.Parallel()
 	url := strings.Replace(amqpURL(), "guest:guest@", "guest:wrong-password@", 1)
 	if url == amqpURL() {
 		t.Skip("AMQP_URL has no guest:guest credentials to spoil")
 	}
-	c := queue.NewConsumer(url, "test-queue-refused", queue.ConsumerOptions{Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	err := c.Run(ctx, func(queue.Delivery) { t.Error("unexpected delivery") })
-	require.Error(t, err)
-	require.NoError(t, ctx.Err(), "Run must give up on refused credentials, not retry until ctx ends")
+	c, err := queue.NewConsumer(url, "test-queue-refused", func(queue.Message) { t.Error("unexpected message") },
+		queue.ConsumerOptions{Prefetch: prefetch, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	require.NoError(t, err)
+	require.NoError(t, c.Start(context.Background()))
+	requireClosed(t, c.Stopped(), "the consumer must give up on refused credentials, not retry for ever")
+	require.Error(t, c.Err())
+	require.False(t, c.Ready())
+	c.Stop() // ended already: returns at once
+}
+
+func TestNewConsumer_RefusesBadOptions(t *testing.T) {
+	t.Parallel()
+	handle := func(queue.Message) {}
+	_, err := queue.NewConsumer("http://nope", "test-queue-bad", handle, queue.ConsumerOptions{Prefetch: prefetch})
+	require.ErrorContains(t, err, "parse AMQP URL")
+	_, err = queue.NewConsumer(amqpURL(), "test-queue-bad", nil, queue.ConsumerOptions{Prefetch: prefetch})
+	require.ErrorContains(t, err, "no handler")
+	for _, n := range []int{0, -1, 65536} {
+		_, err = queue.NewConsumer(amqpURL(), "test-queue-bad", handle, queue.ConsumerOptions{Prefetch: n})
+		require.ErrorContains(t, err, "prefetch", n)
+	}
+	c, err := queue.NewConsumer(amqpURL(), "test-queue-bad", handle, queue.ConsumerOptions{Prefetch: 1})
+	require.NoError(t, err)
+	c.Stop() // never started: returns at once
+	require.NoError(t, c.Err())
+}
+
+func TestMessage_NotFromAConsumerCannotBeSettled(t *testing.T) {
+	t.Parallel()
+	require.ErrorContains(t, queue.Message{MessageID: "m"}.Settle(queue.Ack), "not from a consumer")
+	require.Equal(t, "reject", queue.Reject.String())
 }
 
 // channel opens a connection and channel of the test's own.
@@ -329,11 +375,11 @@ func (tb *testBundle) channel(t *testing.T) (*amqp.Connection, *amqp.Channel) {
 	return conn, ch
 }
 
-func TestDelivery_PoisonIsDeadLetteredAtDeliveryLimit(t *testing.T) {
+func TestMessage_RequeuedPoisonMovesToDeadLetterQueueAtDeliveryLimit(t *testing.T) {
 	t.Parallel()
 	tb := setup(t)
 	p := tb.publisher(t, queue.PublisherOptions{})
-	rc := tb.consumer(t, queue.ConsumerOptions{})
+	rc := tb.consumer(t, queue.ConsumerOptions{Prefetch: prefetch})
 
 	publish(t, p, "crashes-the-worker", `{}`)
 	var deliveries atomic.Int64
@@ -342,9 +388,9 @@ func TestDelivery_PoisonIsDeadLetteredAtDeliveryLimit(t *testing.T) {
 	go func() {
 		for {
 			select {
-			case d := <-rc.deliveries:
+			case d := <-rc.messages:
 				deliveries.Add(1)
-				assert.NoError(t, d.Requeue())
+				assert.NoError(t, d.Settle(queue.Requeue))
 			case <-done:
 				return
 			}

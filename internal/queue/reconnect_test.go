@@ -78,7 +78,7 @@ func TestPublisher_RecoversAfterBrokerClosesConnection(t *testing.T) {
 	t.Parallel()
 	tb := setup(t)
 	p := tb.publisher(t, queue.PublisherOptions{ConfirmTimeout: 2 * time.Second})
-	rc := tb.consumer(t, queue.ConsumerOptions{})
+	rc := tb.consumer(t, queue.ConsumerOptions{Prefetch: prefetch})
 
 	// Publish continuously from several goroutines across the forced close.
 	var (
@@ -139,7 +139,7 @@ func TestPublisher_RecoversAfterBrokerClosesConnection(t *testing.T) {
 	for len(missing) > 0 {
 		d := rc.next(t)
 		delete(missing, d.MessageID)
-		require.NoError(t, d.Ack())
+		require.NoError(t, d.Settle(queue.Ack))
 	}
 }
 
@@ -147,7 +147,7 @@ func TestConsumer_ReconnectsAfterBrokerClosesConnection(t *testing.T) {
 	t.Parallel()
 	tb := setup(t)
 	p := tb.publisher(t, queue.PublisherOptions{})
-	rc := tb.consumer(t, queue.ConsumerOptions{})
+	rc := tb.consumer(t, queue.ConsumerOptions{Prefetch: prefetch})
 
 	publish(t, p, "held", `{"n":1}`)
 	held := rc.next(t)
@@ -161,42 +161,42 @@ func TestConsumer_ReconnectsAfterBrokerClosesConnection(t *testing.T) {
 	require.Equal(t, "held", again.MessageID)
 	require.True(t, again.Redelivered)
 	require.Equal(t, `{"n":1}`, string(again.Body))
-	// ...and the delivery from the old channel can no longer be settled:
+	// ...and the message from the old channel can no longer be settled:
 	// its tag must not ack whatever carries that tag on the new channel.
-	err := held.Ack()
+	err := held.Settle(queue.Ack)
 	require.Error(t, err)
 	require.False(t, errors.Is(err, queue.ErrSettled))
-	require.NoError(t, again.Ack())
+	require.NoError(t, again.Settle(queue.Ack))
 	require.True(t, rc.c.Ready())
 
 	publish(t, p, "after", `{"n":2}`)
 	d := rc.next(t)
 	require.Equal(t, "after", d.MessageID)
-	require.NoError(t, d.Ack())
+	require.NoError(t, d.Settle(queue.Ack))
 
 	rc.stop()
 	require.Equal(t, 0, tb.depth(t, queue.InboundQueue(tb.ns)))
 }
 
-func TestConsumer_StopWaitsForHandedOutDeliveries(t *testing.T) {
+func TestConsumer_StopWaitsForHandedOutMessages(t *testing.T) {
 	t.Parallel()
 	tb := setup(t)
 	p := tb.publisher(t, queue.PublisherOptions{})
-	rc := tb.consumer(t, queue.ConsumerOptions{})
+	rc := tb.consumer(t, queue.ConsumerOptions{Prefetch: prefetch})
 
 	publish(t, p, "slow", `{}`)
 	d := rc.next(t)
 	stopped := make(chan struct{})
 	go func() { rc.stop(); close(stopped) }()
-	// Run keeps the channel open while the delivery is being handled...
+	// Stop keeps the channel open while the message is being handled...
 	require.Eventually(t, func() bool { return !rc.c.Ready() }, waitFor, time.Millisecond)
 	select {
 	case <-stopped:
-		t.Fatal("Run returned with a delivery unsettled")
+		t.Fatal("Stop returned with a message unsettled")
 	case <-time.After(100 * time.Millisecond):
 	}
 	// ...so the late ack still lands.
-	require.NoError(t, d.Ack())
+	require.NoError(t, d.Settle(queue.Ack))
 	<-stopped
 	require.Equal(t, 0, tb.depth(t, queue.InboundQueue(tb.ns)))
 }

@@ -141,20 +141,20 @@ func TestInboundTopology_ExistingDeadLetterQueueKeepsItsArguments(t *testing.T) 
 	require.False(t, conn.IsClosed(), "the connection survives the refused declaration")
 
 	// The api's publisher and the worker's consumer both get going.
-	p, err := queue.NewPublisher(context.Background(), testenv.AMQPURL(), ns, queue.PublisherOptions{Logger: log, Inbound: opts})
+	p, err := queue.NewPublisher(context.Background(), testenv.AMQPURL(), ns, queue.PublisherOptions{ConfirmTimeout: testConfirmTimeout, Logger: log, Inbound: opts})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = p.Close(ctx)
 	})
-	c := queue.NewConsumer(testenv.AMQPURL(), ns, queue.ConsumerOptions{Logger: log, Inbound: opts})
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- c.Run(ctx, func(d queue.Delivery) { _ = d.Ack() }) }()
+	c, err := queue.NewConsumer(testenv.AMQPURL(), ns, func(m queue.Message) { _ = m.Settle(queue.Ack) },
+		queue.ConsumerOptions{Prefetch: prefetch, Logger: log, Inbound: opts})
+	require.NoError(t, err)
+	require.NoError(t, c.Start(context.Background()))
 	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-ran)
+		c.Stop()
+		require.NoError(t, c.Err())
 	})
 	require.Eventually(t, func() bool { return p.Ready() && c.Ready() }, 20*time.Second, 10*time.Millisecond,
 		"publisher and consumer ready: %s", &logs)

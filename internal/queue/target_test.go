@@ -12,6 +12,10 @@ import (
 	"github.com/lullhq/lull/internal/queue"
 )
 
+// testConfirmTimeout is the tests' PublisherOptions.ConfirmTimeout
+// (PUBLISH_TIMEOUT's default).
+const testConfirmTimeout = 5 * time.Second
+
 // removeAtEnd deletes the test's own queues and exchanges when it ends,
 // after the publishers started later have closed.
 func (tb *testBundle) removeAtEnd(t *testing.T, queues, exchanges []string) {
@@ -157,7 +161,7 @@ func TestPublisher_NotConnectedSaysWhy(t *testing.T) {
 	_, err := ch.QueueDeclare(queue.InboundQueue(tb.ns), true, false, false, false, nil)
 	require.NoError(t, err)
 
-	p, err := queue.NewPublisher(context.Background(), tb.url, tb.ns, queue.PublisherOptions{Logger: tb.log})
+	p, err := queue.NewPublisher(context.Background(), tb.url, tb.ns, queue.PublisherOptions{ConfirmTimeout: testConfirmTimeout, Logger: tb.log})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = p.Close(context.Background()) })
 	require.Eventually(t, func() bool {
@@ -165,4 +169,14 @@ func TestPublisher_NotConnectedSaysWhy(t *testing.T) {
 		return err != nil && strings.Contains(err.Error(), "not connected") && strings.Contains(err.Error(), "PRECONDITION_FAILED")
 	}, waitFor, 20*time.Millisecond)
 	require.False(t, p.Ready())
+}
+
+func TestNewPublisher_RequiresConfirmTimeout(t *testing.T) {
+	t.Parallel()
+	for _, d := range []time.Duration{0, -time.Second} {
+		_, err := queue.NewPublisher(context.Background(), "amqp://guest:guest@127.0.0.1:1/", "test-queue-options",
+			queue.PublisherOptions{ConfirmTimeout: d})
+		require.ErrorContains(t, err, "ConfirmTimeout", d)
+		require.ErrorContains(t, err, "PUBLISH_TIMEOUT", d)
+	}
 }

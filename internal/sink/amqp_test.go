@@ -100,7 +100,7 @@ func TestAMQP_NoQueueAndNothingBoundIsAnError(t *testing.T) {
 
 func TestAMQP_BrokerDownIsRetryable(t *testing.T) {
 	t.Parallel()
-	a, err := NewAMQP(BrokerOptions{URL: "amqp://guest:guest@127.0.0.1:1/", Namespace: "test-sink-down", Logger: testLogger(t)},
+	a, err := NewAMQP(BrokerOptions{URL: "amqp://guest:guest@127.0.0.1:1/", Namespace: "test-sink-down", Timeout: testPublishTimeout, Logger: testLogger(t)},
 		AMQPOptions{Exchange: "test-sink-down.batches"})
 	require.NoError(t, err, "the sink starts without a broker")
 	closeAtEnd(t, a)

@@ -10,10 +10,6 @@ import (
 	"github.com/lullhq/lull/internal/queue"
 )
 
-// DefaultPublishTimeout bounds one publish (confirm included) when
-// BrokerOptions.Timeout is zero.
-const DefaultPublishTimeout = 5 * time.Second
-
 // BrokerOptions is the RabbitMQ connection the amqp and celery sinks
 // publish on; each of them holds one connection of its own.
 type BrokerOptions struct {
@@ -23,7 +19,7 @@ type BrokerOptions struct {
 	// of the celery sink's task ids (NAMESPACE).
 	Namespace string
 	// Timeout bounds one publish, from waiting for a channel to the
-	// broker's confirm; zero means 5s.
+	// broker's confirm (PUBLISH_TIMEOUT); required, positive.
 	Timeout time.Duration
 	// Logger receives connection events; nil means slog.Default().
 	Logger *slog.Logger
@@ -36,8 +32,8 @@ func (o BrokerOptions) validate(sink string) error {
 	if o.Namespace == "" {
 		return fmt.Errorf("%s sink: Namespace is required (NAMESPACE)", sink)
 	}
-	if o.Timeout < 0 {
-		return fmt.Errorf("%s sink: Timeout %s: must not be negative", sink, o.Timeout)
+	if o.Timeout <= 0 {
+		return fmt.Errorf("%s sink: Timeout %s: must be positive (PUBLISH_TIMEOUT)", sink, o.Timeout)
 	}
 	return nil
 }
@@ -52,9 +48,6 @@ func (o BrokerOptions) publisher(sink string, opts queue.PublisherOptions) (*que
 	}
 	opts.Logger = log.With(slog.String("sink", sink))
 	opts.ConfirmTimeout = o.Timeout
-	if opts.ConfirmTimeout == 0 {
-		opts.ConfirmTimeout = DefaultPublishTimeout
-	}
 	opts.Name = "lull-sink-" + sink + "-" + o.Namespace
 	// The publisher's loop runs until Close; the context only carries
 	// values, and there are none to carry here.

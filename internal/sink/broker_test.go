@@ -15,6 +15,13 @@ import (
 // brokerWait bounds every wait on the broker in these tests.
 const brokerWait = 20 * time.Second
 
+// The sinks' required options in these tests: the defaults of
+// PUBLISH_TIMEOUT and CELERY_TASK.
+const (
+	testPublishTimeout = 5 * time.Second
+	testCeleryTask     = "lull.process_batch"
+)
+
 // brokerBundle is a namespace of the test's own on the real RabbitMQ, a
 // connection to inspect it, and the names to delete when the test ends.
 type brokerBundle struct {
@@ -64,7 +71,7 @@ func names(list ...string) func(ns string) []string {
 }
 
 func (bb *brokerBundle) broker(t *testing.T) BrokerOptions {
-	return BrokerOptions{URL: bb.url, Namespace: bb.ns, Timeout: 5 * time.Second, Logger: testLogger(t)}
+	return BrokerOptions{URL: bb.url, Namespace: bb.ns, Timeout: testPublishTimeout, Logger: testLogger(t)}
 }
 
 // closeAtEnd closes c when the test ends (before setupBroker's cleanup).

@@ -16,19 +16,13 @@ import (
 	"github.com/lullhq/lull/internal/queue"
 )
 
-// Defaults of CeleryOptions.
-const (
-	DefaultCeleryQueue = "celery"
-	DefaultCeleryTask  = "lull.process_batch"
-)
-
 // CeleryOptions configures the celery sink.
 type CeleryOptions struct {
-	// Queue is the queue the Celery worker consumes (CELERY_QUEUE,
-	// default "celery"; `celery worker -Q <queue>`).
+	// Queue is the queue the Celery worker consumes (CELERY_QUEUE;
+	// `celery worker -Q <queue>`); required, at most 255 bytes.
 	Queue string
-	// Task is the registered task name (CELERY_TASK, default
-	// "lull.process_batch"; `@app.task(name=...)`).
+	// Task is the registered task name (CELERY_TASK;
+	// `@app.task(name=...)`); required.
 	Task string
 }
 
@@ -61,10 +55,10 @@ func NewCelery(broker BrokerOptions, opts CeleryOptions) (*Celery, error) {
 		return nil, err
 	}
 	if opts.Queue == "" {
-		opts.Queue = DefaultCeleryQueue
+		return nil, errors.New("celery sink: Queue is required (CELERY_QUEUE)")
 	}
 	if opts.Task == "" {
-		opts.Task = DefaultCeleryTask
+		return nil, errors.New("celery sink: Task is required (CELERY_TASK)")
 	}
 	if len(opts.Queue) > 255 {
 		return nil, fmt.Errorf("celery sink: Queue %q: longer than 255 bytes (CELERY_QUEUE)", opts.Queue)

@@ -81,7 +81,7 @@ func TestCelery_MessageIsAProtocol2Task(t *testing.T) {
 func TestCelery_QueueDeclaredAsACeleryWorkerDeclaresIt(t *testing.T) {
 	t.Parallel()
 	bb := setupBroker(t, names(".celery"), names(".celery"))
-	c, err := NewCelery(bb.broker(t), CeleryOptions{Queue: bb.ns + ".celery"})
+	c, err := NewCelery(bb.broker(t), CeleryOptions{Queue: bb.ns + ".celery", Task: testCeleryTask})
 	require.NoError(t, err)
 	closeAtEnd(t, c)
 	waitReady(t, c)
@@ -103,18 +103,19 @@ func TestCelery_UsesAnExistingQuorumQueue(t *testing.T) {
 	_, err := ch.QueueDeclare(bb.ns+".celery", true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum})
 	require.NoError(t, err)
 
-	c, err := NewCelery(bb.broker(t), CeleryOptions{Queue: bb.ns + ".celery"})
+	c, err := NewCelery(bb.broker(t), CeleryOptions{Queue: bb.ns + ".celery", Task: testCeleryTask})
 	require.NoError(t, err)
 	closeAtEnd(t, c)
 	waitReady(t, c)
 	b, body := sampleBatch(t)
 	require.NoError(t, c.Deliver(context.Background(), b, body))
-	require.Equal(t, DefaultCeleryTask, bb.get(t, bb.ns+".celery").Headers["task"])
+	require.Equal(t, testCeleryTask, bb.get(t, bb.ns+".celery").Headers["task"])
 }
 
 func TestCelery_BrokerDownIsRetryable(t *testing.T) {
 	t.Parallel()
-	c, err := NewCelery(BrokerOptions{URL: "amqp://guest:guest@127.0.0.1:1/", Namespace: "test-sink-down", Logger: testLogger(t)}, CeleryOptions{})
+	c, err := NewCelery(BrokerOptions{URL: "amqp://guest:guest@127.0.0.1:1/", Namespace: "test-sink-down", Timeout: testPublishTimeout, Logger: testLogger(t)},
+		CeleryOptions{Queue: "test-sink-down.celery", Task: testCeleryTask})
 	require.NoError(t, err)
 	closeAtEnd(t, c)
 	b, body := sampleBatch(t)

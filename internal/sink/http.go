@@ -25,9 +25,6 @@ const (
 	HeaderSignature      = "X-Lull-Signature"
 )
 
-// DefaultHTTPTimeout bounds one POST when HTTPOptions.Timeout is zero.
-const DefaultHTTPTimeout = 10 * time.Second
-
 // maxRetryAfter caps a receiver's Retry-After hint.
 const maxRetryAfter = 24 * time.Hour
 
@@ -41,7 +38,8 @@ type HTTPOptions struct {
 	URL string
 	// Secret, when set, signs each body (CALLBACK_SECRET).
 	Secret string
-	// Timeout bounds one POST, response included; zero means 10s.
+	// Timeout bounds one POST, response included (CALLBACK_TIMEOUT);
+	// required, positive.
 	Timeout time.Duration
 	// Client sends the requests; nil means a new http.Client. The sink
 	// works on a copy that never follows redirects.
@@ -61,24 +59,30 @@ type HTTP struct {
 	client   *http.Client
 }
 
-// NewHTTP returns an http sink, checking the options.
-func NewHTTP(opts HTTPOptions) (*HTTP, error) {
-	if opts.URL == "" {
-		return nil, errors.New("http sink: URL is required (CALLBACK_URL)")
+// CheckCallbackURL is the http sink's check of its URL (CALLBACK_URL):
+// required, an absolute http:// or https:// URL. Its errors show the URL
+// redacted and read after the URL's name ("URL is required").
+func CheckCallbackURL(raw string) error {
+	if raw == "" {
+		return errors.New("is required")
 	}
-	u, err := url.Parse(opts.URL)
+	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("http sink: URL %q: not a URL", redact.URL(opts.URL))
+		return fmt.Errorf("%q: not a URL", redact.URL(raw))
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("http sink: URL %q: want an absolute http:// or https:// URL", redact.URL(opts.URL))
+		return fmt.Errorf("%q: want an absolute http:// or https:// URL", redact.URL(raw))
 	}
-	if opts.Timeout < 0 {
-		return nil, fmt.Errorf("http sink: Timeout %s: must not be negative", opts.Timeout)
+	return nil
+}
+
+// NewHTTP returns an http sink, checking the options.
+func NewHTTP(opts HTTPOptions) (*HTTP, error) {
+	if err := CheckCallbackURL(opts.URL); err != nil {
+		return nil, fmt.Errorf("http sink: URL %w (CALLBACK_URL)", err)
 	}
-	timeout := opts.Timeout
-	if timeout == 0 {
-		timeout = DefaultHTTPTimeout
+	if opts.Timeout <= 0 {
+		return nil, fmt.Errorf("http sink: Timeout %s: must be positive (CALLBACK_TIMEOUT)", opts.Timeout)
 	}
 	var client http.Client
 	if opts.Client != nil {
@@ -91,7 +95,7 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 		url:      opts.URL,
 		redacted: redact.URL(opts.URL), // a token in the query must not reach logs or dead letters
 		secret:   opts.Secret,
-		timeout:  timeout,
+		timeout:  opts.Timeout,
 		client:   &client,
 	}, nil
 }
@@ -117,7 +121,7 @@ func (h *HTTP) Deliver(ctx context.Context, b batch.Batch, body []byte) error {
 	req.Header.Set(HeaderBatchID, b.BatchID)
 	req.Header.Set(HeaderAttempt, strconv.Itoa(b.Attempt))
 	if h.secret != "" {
-		req.Header.Set(HeaderSignature, Sign(h.secret, body))
+		req.Header.Set(HeaderSignature, hmacsig.Sign(h.secret, body))
 	}
 
 	resp, err := h.client.Do(req)
@@ -219,17 +223,4 @@ func validHeaderValue(v string) bool {
 		}
 	}
 	return true
-}
-
-// Sign returns the X-Lull-Signature value for body: "sha256=" followed by
-// the lowercase hex HMAC-SHA256 of body keyed with secret.
-func Sign(secret string, body []byte) string {
-	return hmacsig.Sign(secret, body)
-}
-
-// VerifySignature reports whether header is a valid X-Lull-Signature for
-// body under secret, comparing in constant time. An empty secret never
-// verifies.
-func VerifySignature(secret string, body []byte, header string) bool {
-	return hmacsig.Verify(body, header, secret) == nil
 }

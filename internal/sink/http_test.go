@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/lullhq/lull/internal/hmacsig"
 )
 
 // received is one request as the receiver saw it.
@@ -50,6 +52,9 @@ func setupHTTP(t *testing.T, handler http.HandlerFunc) *httpBundle {
 func (hb *httpBundle) newSink(t *testing.T, opts HTTPOptions) *HTTP {
 	t.Helper()
 	opts.URL = hb.srv.URL + "/hook"
+	if opts.Timeout == 0 {
+		opts.Timeout = testHTTPTimeout
+	}
 	h, err := NewHTTP(opts)
 	require.NoError(t, err)
 	return h
@@ -87,11 +92,11 @@ func TestHTTP_PostsBodyWithHeaders(t *testing.T) {
 	require.Equal(t, "2", got.header.Get("X-Lull-Attempt"))
 
 	sig := got.header.Get("X-Lull-Signature")
-	require.Equal(t, Sign("s3cret", body), sig)
+	require.Equal(t, hmacsig.Sign("s3cret", body), sig)
 	require.Regexp(t, `^sha256=[0-9a-f]{64}$`, sig)
-	require.True(t, VerifySignature("s3cret", got.body, sig))
-	require.False(t, VerifySignature("wrong", got.body, sig))
-	require.False(t, VerifySignature("s3cret", append([]byte(" "), got.body...), sig))
+	require.True(t, verify("s3cret", got.body, sig))
+	require.False(t, verify("wrong", got.body, sig))
+	require.False(t, verify("s3cret", append([]byte(" "), got.body...), sig))
 }
 
 func TestHTTP_NoSignatureWithoutSecret(t *testing.T) {
@@ -195,7 +200,7 @@ func TestHTTP_ClosedServerIsRetryable(t *testing.T) {
 	srv := httptest.NewServer(status(http.StatusOK))
 	url := srv.URL
 	srv.Close()
-	h, err := NewHTTP(HTTPOptions{URL: url})
+	h, err := NewHTTP(HTTPOptions{URL: url, Timeout: testHTTPTimeout})
 	require.NoError(t, err)
 	b, body := sampleBatch(t)
 
@@ -263,7 +268,7 @@ func TestHTTP_ErrorsRedactPassword(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewServer(status(http.StatusOK))
 	srv.Close()
-	h, err := NewHTTP(HTTPOptions{URL: strings.Replace(srv.URL, "http://", "http://user:hunter2@", 1)})
+	h, err := NewHTTP(HTTPOptions{URL: strings.Replace(srv.URL, "http://", "http://user:hunter2@", 1), Timeout: testHTTPTimeout})
 	require.NoError(t, err)
 	b, body := sampleBatch(t)
 
@@ -280,11 +285,12 @@ func TestNewHTTP_Validates(t *testing.T) {
 		opts     HTTPOptions
 		contains string
 	}{
-		{"empty url", HTTPOptions{}, "URL is required"},
-		{"relative", HTTPOptions{URL: "/hook"}, "absolute http"},
-		{"ftp", HTTPOptions{URL: "ftp://example.com/x"}, "absolute http"},
-		{"unparsable", HTTPOptions{URL: "http://[::1"}, "http sink: URL"},
-		{"negative timeout", HTTPOptions{URL: "http://example.com", Timeout: -time.Second}, "must not be negative"},
+		{"empty url", HTTPOptions{Timeout: testHTTPTimeout}, "URL is required"},
+		{"relative", HTTPOptions{URL: "/hook", Timeout: testHTTPTimeout}, "absolute http"},
+		{"ftp", HTTPOptions{URL: "ftp://example.com/x", Timeout: testHTTPTimeout}, "absolute http"},
+		{"unparsable", HTTPOptions{URL: "http://[::1", Timeout: testHTTPTimeout}, "http sink: URL"},
+		{"negative timeout", HTTPOptions{URL: "http://example.com", Timeout: -time.Second}, "must be positive (CALLBACK_TIMEOUT)"},
+		{"no timeout", HTTPOptions{URL: "http://example.com"}, "must be positive (CALLBACK_TIMEOUT)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -295,15 +301,15 @@ func TestNewHTTP_Validates(t *testing.T) {
 		})
 	}
 
-	h, err := NewHTTP(HTTPOptions{URL: "https://example.com/hook"})
+	h, err := NewHTTP(HTTPOptions{URL: "https://example.com/hook", Timeout: testHTTPTimeout})
 	require.NoError(t, err)
-	require.Equal(t, DefaultHTTPTimeout, h.timeout)
+	require.Equal(t, testHTTPTimeout, h.timeout)
 }
 
 func TestNewHTTP_DoesNotChangeCallersClient(t *testing.T) {
 	t.Parallel()
 	c := &http.Client{}
-	_, err := NewHTTP(HTTPOptions{URL: "https://example.com/hook", Client: c})
+	_, err := NewHTTP(HTTPOptions{URL: "https://example.com/hook", Timeout: testHTTPTimeout, Client: c})
 	require.NoError(t, err)
 	require.Nil(t, c.CheckRedirect)
 }
@@ -337,10 +343,19 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 }
 
+// testHTTPTimeout is the tests' HTTPOptions.Timeout (CALLBACK_TIMEOUT's
+// default).
+const testHTTPTimeout = 10 * time.Second
+
+// verify is how a receiver checks X-Lull-Signature.
+func verify(secret string, body []byte, header string) bool {
+	return hmacsig.Verify(body, header, secret) == nil
+}
+
 func TestVerifySignature(t *testing.T) {
 	t.Parallel()
 	body := []byte(`{"batch_id":"k:1"}`)
-	good := Sign("s3cret", body)
+	good := hmacsig.Sign("s3cret", body)
 	tests := []struct {
 		name   string
 		secret string
@@ -351,7 +366,7 @@ func TestVerifySignature(t *testing.T) {
 		{"surrounding space", "s3cret", " " + good + " ", true},
 		{"uppercase hex", "s3cret", "sha256=" + strings.ToUpper(strings.TrimPrefix(good, "sha256=")), true},
 		{"wrong secret", "other", good, false},
-		{"empty secret", "", Sign("", body), false},
+		{"empty secret", "", hmacsig.Sign("", body), false},
 		{"no prefix", "s3cret", strings.TrimPrefix(good, "sha256="), false},
 		{"other algorithm", "s3cret", "sha1=" + strings.TrimPrefix(good, "sha256="), false},
 		{"truncated", "s3cret", good[:len(good)-2], false},
@@ -359,11 +374,11 @@ func TestVerifySignature(t *testing.T) {
 		{"empty", "s3cret", "", false},
 	}
 	for _, tt := range tests {
-		require.Equal(t, tt.want, VerifySignature(tt.secret, body, tt.header), tt.name)
+		require.Equal(t, tt.want, verify(tt.secret, body, tt.header), tt.name)
 	}
 	// A known vector, so receivers in other languages can check themselves.
 	require.Equal(t, "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8",
-		Sign("key", []byte("The quick brown fox jumps over the lazy dog")))
+		hmacsig.Sign("key", []byte("The quick brown fox jumps over the lazy dog")))
 }
 
 // FuzzVerifySignature checks that a signature always verifies under its own
@@ -372,12 +387,12 @@ func FuzzVerifySignature(f *testing.F) {
 	f.Add("s3cret", []byte(`{"batch_id":"k:1"}`), "sha256=00")
 	f.Add("k", []byte{}, "")
 	f.Fuzz(func(t *testing.T, secret string, body []byte, header string) {
-		if secret != "" && !VerifySignature(secret, body, Sign(secret, body)) {
+		if secret != "" && !verify(secret, body, hmacsig.Sign(secret, body)) {
 			t.Fatalf("own signature does not verify")
 		}
-		if VerifySignature(secret, body, header) {
+		if verify(secret, body, header) {
 			got := strings.ToLower(strings.TrimSpace(header))
-			if got != Sign(secret, body) {
+			if got != hmacsig.Sign(secret, body) {
 				t.Fatalf("header %q verified but is not the signature", header)
 			}
 		}
@@ -396,18 +411,18 @@ func TestHTTP_ErrorsDoNotShowTheURLsSecrets(t *testing.T) {
 		srv.URL + "/hook?token=hunter2",
 		strings.Replace(srv.URL, "http://", "http://bot:hunter2@", 1) + "/hook",
 	} {
-		h, err := NewHTTP(HTTPOptions{URL: url})
+		h, err := NewHTTP(HTTPOptions{URL: url, Timeout: testHTTPTimeout})
 		require.NoError(t, err)
 		err = h.Deliver(context.Background(), b, body)
 		require.Error(t, err)
 		require.NotContains(t, err.Error(), "hunter2")
 	}
 	srv.Close()
-	h, err := NewHTTP(HTTPOptions{URL: srv.URL + "/hook?token=hunter2"})
+	h, err := NewHTTP(HTTPOptions{URL: srv.URL + "/hook?token=hunter2", Timeout: testHTTPTimeout})
 	require.NoError(t, err)
 	err = h.Deliver(context.Background(), b, body)
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "hunter2", "network errors too")
-	_, err = NewHTTP(HTTPOptions{URL: "ftp://bot:hunter2@x/?token=hunter2"})
+	_, err = NewHTTP(HTTPOptions{URL: "ftp://bot:hunter2@x/?token=hunter2", Timeout: testHTTPTimeout})
 	require.NotContains(t, err.Error(), "hunter2")
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,28 +50,53 @@ type Options struct {
 	Celery CeleryOptions
 }
 
+// known is every sink name, in the order errors list them.
+var known = []string{NameLog, NameHTTP, NameAMQP, NameCelery}
+
+// ParseNames checks a list of sink names (the SINKS list) and returns it
+// normalized: each name trimmed and lowercased, in order. An empty list, an
+// empty, unknown or repeated name is an error naming every problem. The
+// normalized names are returned even then, so a caller can report further
+// problems (a missing CALLBACK_URL) in the same pass.
+func ParseNames(names []string) ([]string, error) {
+	out := make([]string, 0, len(names))
+	var errs []error
+	seen := make(map[string]bool, len(names))
+	for _, raw := range names {
+		name := strings.ToLower(strings.TrimSpace(raw))
+		out = append(out, name)
+		if !slices.Contains(known, name) {
+			errs = append(errs, fmt.Errorf("sink %q: unknown (known: %s)", raw, strings.Join(known, ", ")))
+			continue
+		}
+		if seen[name] {
+			errs = append(errs, fmt.Errorf("sink %q: listed twice", name))
+		}
+		seen[name] = true
+	}
+	if len(names) == 0 {
+		errs = append(errs, fmt.Errorf("sink: no sinks named (known: %s)", strings.Join(known, ", ")))
+	}
+	return out, errors.Join(errs...)
+}
+
 // FromNames builds the sinks named in names (the SINKS list), in order.
-// Names are trimmed and case-insensitive; empty entries are skipped. An
-// unknown or repeated name, bad options, or an empty list is an error
-// naming the problem. The amqp and celery sinks connect in the background;
-// close what FromNames returns with Close once deliveries have finished.
+// The names are checked by ParseNames. Bad names or bad options are an
+// error naming the problem. The amqp and celery sinks connect in the
+// background; close what FromNames returns with Close once deliveries have
+// finished.
 func FromNames(names []string, opts Options) (_ []Sink, err error) {
+	names, err = ParseNames(names)
+	if err != nil {
+		return nil, err
+	}
 	var sinks []Sink
 	defer func() {
 		if err != nil {
 			_ = Close(context.Background(), sinks)
 		}
 	}()
-	seen := make(map[string]bool)
-	for _, raw := range names {
-		name := strings.ToLower(strings.TrimSpace(raw))
-		if name == "" {
-			continue
-		}
-		if seen[name] {
-			return nil, fmt.Errorf("sink %q: listed twice", name)
-		}
-		seen[name] = true
+	for _, name := range names {
 		switch name {
 		case NameLog:
 			sinks = append(sinks, NewLog(opts.Log))
@@ -92,12 +118,7 @@ func FromNames(names []string, opts Options) (_ []Sink, err error) {
 				return nil, fmt.Errorf("sink %q: %w", name, err)
 			}
 			sinks = append(sinks, c)
-		default:
-			return nil, fmt.Errorf("sink %q: unknown (known: %s, %s, %s, %s)", raw, NameLog, NameHTTP, NameAMQP, NameCelery)
 		}
-	}
-	if len(sinks) == 0 {
-		return nil, errors.New("sink: no sinks named (known: log, http, amqp, celery)")
 	}
 	return sinks, nil
 }

@@ -33,9 +33,9 @@ func sampleBatch(t *testing.T) (batch.Batch, []byte) {
 
 func TestFromNames_BuildsNamedSinksInOrder(t *testing.T) {
 	t.Parallel()
-	sinks, err := FromNames([]string{" LOG ", "", "http"}, Options{
+	sinks, err := FromNames([]string{" LOG ", "http"}, Options{
 		Log:  io.Discard,
-		HTTP: HTTPOptions{URL: "http://127.0.0.1:9/hook"},
+		HTTP: HTTPOptions{URL: "http://127.0.0.1:9/hook", Timeout: testHTTPTimeout},
 	})
 	require.NoError(t, err)
 	require.Len(t, sinks, 2)
@@ -50,7 +50,7 @@ func TestFromNames_BuildsBrokerSinks(t *testing.T) {
 	// Nothing listens on port 1: the sinks start anyway and connect in
 	// the background.
 	sinks, err := FromNames([]string{"amqp", "celery"}, Options{
-		Broker: BrokerOptions{URL: "amqp://guest:guest@127.0.0.1:1/", Namespace: "test-sink-fromnames", Logger: testLogger(t)},
+		Broker: BrokerOptions{URL: "amqp://guest:guest@127.0.0.1:1/", Namespace: "test-sink-fromnames", Timeout: testPublishTimeout, Logger: testLogger(t)},
 		AMQP:   AMQPOptions{Exchange: "test-sink-fromnames.batches", Queue: NoQueue},
 		Celery: CeleryOptions{Queue: "test-sink-fromnames.celery", Task: "t"},
 	})
@@ -81,18 +81,27 @@ func TestFromNames_Errors(t *testing.T) {
 	}{
 		{name: "unknown", names: []string{"log", "kafka"}, contains: `sink "kafka": unknown`},
 		{name: "amqp without url", names: []string{"amqp"}, contains: `sink "amqp": amqp sink: URL is required (AMQP_URL)`},
-		{name: "amqp without exchange", names: []string{"amqp"}, opts: Options{Broker: BrokerOptions{URL: "amqp://127.0.0.1:1/", Namespace: "x"}},
+		{name: "amqp without exchange", names: []string{"amqp"}, opts: Options{Broker: BrokerOptions{URL: "amqp://127.0.0.1:1/", Namespace: "x", Timeout: testPublishTimeout}},
 			contains: "Exchange is required (BATCH_EXCHANGE)"},
-		{name: "amqp bad url", names: []string{"amqp"}, opts: Options{Broker: BrokerOptions{URL: "http://x", Namespace: "x"}, AMQP: AMQPOptions{Exchange: "x"}},
+		{name: "amqp without timeout", names: []string{"amqp"}, opts: Options{Broker: BrokerOptions{URL: "amqp://127.0.0.1:1/", Namespace: "x"}, AMQP: AMQPOptions{Exchange: "x"}},
+			contains: "must be positive (PUBLISH_TIMEOUT)"},
+		{name: "amqp bad url", names: []string{"amqp"}, opts: Options{Broker: BrokerOptions{URL: "http://x", Namespace: "x", Timeout: testPublishTimeout}, AMQP: AMQPOptions{Exchange: "x"}},
 			contains: "parse AMQP URL"},
 		{name: "celery without namespace", names: []string{"log", "celery"}, opts: Options{Broker: BrokerOptions{URL: "amqp://127.0.0.1:1/"}},
 			contains: `sink "celery": celery sink: Namespace is required`},
-		{name: "broker sink built before a bad one", names: []string{"celery", "kafka"}, opts: Options{Broker: BrokerOptions{URL: "amqp://127.0.0.1:1/", Namespace: "x"}},
-			contains: `sink "kafka": unknown`},
+		{name: "broker sink built before a bad one", names: []string{"celery", "http"},
+			opts:     Options{Broker: BrokerOptions{URL: "amqp://127.0.0.1:1/", Namespace: "x", Timeout: testPublishTimeout}, Celery: CeleryOptions{Queue: "q", Task: "t"}},
+			contains: `sink "http": http sink: URL is required`},
+		{name: "celery without task", names: []string{"celery"}, opts: Options{Broker: BrokerOptions{URL: "amqp://127.0.0.1:1/", Namespace: "x", Timeout: testPublishTimeout}, Celery: CeleryOptions{Queue: "q"}},
+			contains: "Task is required (CELERY_TASK)"},
+		{name: "celery without queue", names: []string{"celery"}, opts: Options{Broker: BrokerOptions{URL: "amqp://127.0.0.1:1/", Namespace: "x", Timeout: testPublishTimeout}, Celery: CeleryOptions{Task: "t"}},
+			contains: "Queue is required (CELERY_QUEUE)"},
 		{name: "http without url", names: []string{"http"}, contains: "URL is required"},
-		{name: "http bad url", names: []string{"http"}, opts: Options{HTTP: HTTPOptions{URL: "ftp://x/y"}}, contains: "absolute http"},
+		{name: "http bad url", names: []string{"http"}, opts: Options{HTTP: HTTPOptions{URL: "ftp://x/y", Timeout: testHTTPTimeout}}, contains: "absolute http"},
+		{name: "empty name", names: []string{"log", " "}, contains: `sink " ": unknown`},
+		{name: "every problem", names: []string{"kafka", "log", "LOG"}, contains: `sink "kafka": unknown (known: log, http, amqp, celery)` + "\n" + `sink "log": listed twice`},
 		{name: "duplicate", names: []string{"log", "Log"}, contains: `sink "log": listed twice`},
-		{name: "empty", names: []string{" ", ""}, contains: "no sinks"},
+		{name: "empty", names: []string{}, contains: "no sinks"},
 		{name: "nil", names: nil, contains: "no sinks"},
 	}
 	for _, tt := range tests {

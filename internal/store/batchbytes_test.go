@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -27,21 +28,27 @@ func TestFlush_BatchNeverExceedsMaxBytes(t *testing.T) {
 	var got []string
 	reasons := map[string]int{}
 	for range 10 {
-		c, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+		c, why, err := tb.buf.Flush(ctx, "u1", "w1")
 		require.NoError(t, err)
 		if why == store.FlushGone {
 			break
 		}
 		require.Empty(t, why)
+		// The claimed batch's messages as stored: their JSON, byte for byte.
+		stored, err := tb.client.Do(ctx, tb.client.B().Hget().Key(tb.buf.Keys().Conversation("u1").Batch).Field("messages").Build()).ToString()
+		require.NoError(t, err)
+		var raw []json.RawMessage
+		require.NoError(t, json.Unmarshal([]byte(stored), &raw))
+		require.Len(t, raw, len(c.Batch.Messages))
 		size := 0
-		for _, m := range c.Messages {
+		for _, m := range raw {
 			size += len(m)
 		}
 		require.LessOrEqual(t, size, maxBytes, "a batch's messages stay within MAX_BATCH_BYTES")
-		require.NotEmpty(t, c.Messages)
-		reasons[c.Reason]++
+		require.NotEmpty(t, c.Batch.Messages)
+		reasons[c.Batch.Reason]++
 		got = append(got, texts(t, c)...)
-		_, err = tb.buf.Commit(ctx, c)
+		_, err = c.Commit(ctx)
 		require.NoError(t, err)
 	}
 	require.Equal(t, want, got, "every message once, in order")
@@ -56,10 +63,10 @@ func TestFlush_OneMessageLargerThanMaxBytesTravelsAlone(t *testing.T) {
 		require.NoError(t, err)
 	}
 	tb.advance(10 * time.Second)
-	c, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	c, why, err := tb.buf.Flush(ctx, "u1", "w1")
 	require.NoError(t, err)
 	require.Empty(t, why)
-	require.Len(t, c.Messages, 1, "never an empty batch, never stuck")
+	require.Len(t, c.Batch.Messages, 1, "never an empty batch, never stuck")
 }
 
 func TestBuffered_CountsWhatIsNotYetClaimed(t *testing.T) {
@@ -79,15 +86,15 @@ func TestBuffered_CountsWhatIsNotYetClaimed(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, store.Level{Messages: 3, Bytes: total}, lvl)
 
-	c, why, err := tb.buf.Flush(ctx, "u1", "", "w1") // a slice of 2
+	c, why, err := tb.buf.Flush(ctx, "u1", "w1") // a slice of 2
 	require.NoError(t, err)
 	require.Empty(t, why)
 	lvl, err = tb.buf.Buffered(ctx, "u1")
 	require.NoError(t, err)
 	require.Equal(t, store.Level{Messages: 1, Bytes: int64(len(msg("m2")))}, lvl)
-	_, err = tb.buf.Commit(ctx, c)
+	_, err = c.Commit(ctx)
 	require.NoError(t, err)
-	_, why, err = tb.buf.Flush(ctx, "u1", "", "w1")
+	_, why, err = tb.buf.Flush(ctx, "u1", "w1")
 	require.NoError(t, err)
 	require.Empty(t, why)
 	lvl, err = tb.buf.Buffered(ctx, "u1")

@@ -13,10 +13,9 @@ import (
 
 func benchBuffer(b *testing.B) *store.Store {
 	ns := testenv.Namespace(b, "bench")
-	return store.New(testenv.Redis(b, ns), ns, store.Options{
-		QuietWindow: time.Hour, MaxWait: 2 * time.Hour, MaxMessages: 1 << 30,
-		DedupeWindow: time.Hour, TTL: 24 * time.Hour, Lease: time.Minute,
-	})
+	opts := testenv.StoreOptions()
+	opts.QuietWindow, opts.MaxWait, opts.MaxMessages, opts.Lease = time.Hour, 2*time.Hour, 1<<30, time.Minute
+	return store.New(testenv.Redis(b, ns), ns, opts)
 }
 
 var benchMsg = []byte(`{"id":"x","text":"queria saber do meu pedido","type":"text","received_at":"2026-11-25T20:00:00.000Z","source":"generic","metadata":{}}`)
@@ -53,11 +52,11 @@ func BenchmarkFlushCommit(b *testing.B) {
 			}
 		}
 		b.StartTimer()
-		c, why, err := buf.Flush(ctx, key, "", "bench")
+		c, why, err := buf.Flush(ctx, key, "bench")
 		if err != nil || why != "" {
 			b.Fatalf("flush: %v %s", err, why)
 		}
-		if _, err := buf.Commit(ctx, c); err != nil {
+		if _, err := c.Commit(ctx); err != nil {
 			b.Fatal(err)
 		}
 	}

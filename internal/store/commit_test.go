@@ -12,13 +12,13 @@ import (
 )
 
 // claimOne buffers text for key, lets its quiet window pass and claims it.
-func claimOne(t *testing.T, tb testBundle, key, text string) store.Claim {
+func claimOne(t *testing.T, tb testBundle, key, text string) *store.Claim {
 	t.Helper()
 	ctx := context.Background()
 	_, err := tb.buf.Append(ctx, key, text, msg(text), false)
 	require.NoError(t, err)
 	tb.advance(10 * time.Second)
-	c, why, err := tb.buf.Flush(ctx, key, "", "w1")
+	c, why, err := tb.buf.Flush(ctx, key, "w1")
 	require.NoError(t, err)
 	require.Empty(t, why)
 	return c
@@ -30,7 +30,7 @@ func TestCommit_CommittedNowRecordsTheGeneration(t *testing.T) {
 	c := claimOne(t, tb, "u1", "a")
 	tb.advance(time.Second)
 
-	res, err := tb.buf.Commit(ctx, c)
+	res, err := c.Commit(ctx)
 	require.NoError(t, err)
 	require.False(t, res.Already)
 	require.EqualValues(t, -1, res.Next)
@@ -56,11 +56,11 @@ func TestCommit_RetryAfterALostReplyIsAlreadyCommitted(t *testing.T) {
 	_, err := tb.buf.Append(ctx, "u1", "b", msg("b"), false)
 	require.NoError(t, err)
 
-	done, err := tb.buf.Commit(ctx, first) // applied; say its reply was lost
+	done, err := first.Commit(ctx) // applied; say its reply was lost
 	require.NoError(t, err)
 	require.False(t, done.Already)
 
-	again, err := tb.buf.Commit(ctx, first)
+	again, err := first.Commit(ctx)
 	require.NoError(t, err, "a retried commit is not a take-over")
 	require.True(t, again.Already)
 	require.Equal(t, done.Next, again.Next, "the retry still reports when the waiting messages are due")
@@ -68,15 +68,15 @@ func TestCommit_RetryAfterALostReplyIsAlreadyCommitted(t *testing.T) {
 	// Even once the next batch of the conversation is in flight, the retry
 	// is recognised, and it leaves that batch alone.
 	tb.advance(10 * time.Second)
-	second, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	second, why, err := tb.buf.Flush(ctx, "u1", "w1")
 	require.NoError(t, err)
 	require.Empty(t, why)
-	again, err = tb.buf.Commit(ctx, first)
+	again, err = first.Commit(ctx)
 	require.NoError(t, err)
 	require.True(t, again.Already)
-	_, err = tb.buf.Renew(ctx, second, false)
+	err = second.Renew(ctx)
 	require.NoError(t, err, "batch 2 is still held by its owner")
-	res, err := tb.buf.Commit(ctx, second)
+	res, err := second.Commit(ctx)
 	require.NoError(t, err)
 	require.False(t, res.Already)
 }
@@ -89,20 +89,19 @@ func TestCommit_TakenOverIsErrLost(t *testing.T) {
 	require.NoError(t, err)
 
 	// Gone without being committed: dead-lettered meanwhile.
-	_, err = tb.buf.DeadLetter(ctx, c, "status 400")
-	require.NoError(t, err)
-	_, err = tb.buf.Commit(ctx, c)
+	require.NoError(t, c.DeadLetter(ctx, "status 400"))
+	_, err = c.Commit(ctx)
 	require.ErrorIs(t, err, store.ErrLost)
 
 	// Another generation holds the batch.
 	tb.advance(10 * time.Second)
-	next, why, err := tb.buf.Flush(ctx, "u1", "", "w2")
+	next, why, err := tb.buf.Flush(ctx, "u1", "w2")
 	require.NoError(t, err)
 	require.Empty(t, why)
 	require.NotEqual(t, c.Generation, next.Generation)
-	_, err = tb.buf.Commit(ctx, c)
+	_, err = c.Commit(ctx)
 	require.ErrorIs(t, err, store.ErrLost)
-	_, err = tb.buf.Renew(ctx, next, false)
+	err = next.Renew(ctx)
 	require.NoError(t, err, "the batch in flight is untouched")
 }
 
@@ -113,12 +112,12 @@ func TestCommit_MetaGoneGetsTheCommittedMarkWithExpiry(t *testing.T) {
 	k := tb.buf.Keys().Conversation("u1")
 	require.NoError(t, tb.client.Do(ctx, tb.client.B().Del().Key(k.Meta).Build()).Error())
 
-	_, err := tb.buf.Commit(ctx, c)
+	_, err := c.Commit(ctx)
 	require.NoError(t, err)
 	ttl, err := tb.client.Do(ctx, tb.client.B().Pttl().Key(k.Meta).Build()).AsInt64()
 	require.NoError(t, err)
 	require.Positive(t, ttl, "the mark never creates a key without expiry")
-	again, err := tb.buf.Commit(ctx, c)
+	again, err := c.Commit(ctx)
 	require.NoError(t, err)
 	require.True(t, again.Already)
 }
@@ -127,17 +126,34 @@ func TestRenew_RetriedAttemptCountsOnce(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
 	c := claimOne(t, tb, "u1", "a")
-	n, err := tb.buf.Renew(ctx, c, true)
-	require.NoError(t, err)
-	require.Equal(t, 1, n)
-	n, err = tb.buf.Renew(ctx, c, true) // the same call again: its reply was lost
-	require.NoError(t, err)
-	require.Equal(t, 1, n, "a retried renewal does not count the attempt twice")
-	c.Attempt = n
-	n, err = tb.buf.Renew(ctx, c, true)
+	require.Equal(t, 1, c.Batch.Attempt, "the claim counted attempt 1")
+	n, err := c.NextAttempt(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 2, n)
-	n, err = tb.buf.Renew(ctx, c, false)
+	require.Equal(t, 2, c.Batch.Attempt)
+
+	// The same call again, as when its reply was lost: the claim still
+	// named attempt 1 as the one under way.
+	c.Batch.Attempt = 1
+	n, err = c.NextAttempt(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 2, n, "a plain renewal counts nothing")
+	require.Equal(t, 2, n, "a retried NextAttempt does not count the attempt twice")
+	require.Equal(t, 2, c.Batch.Attempt)
+
+	n, err = c.NextAttempt(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	require.NoError(t, c.Renew(ctx))
+	require.Equal(t, "3", attemptInRedis(t, tb, "u1"), "a plain renewal counts nothing")
+	n, err = c.NextAttempt(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 4, n)
+}
+
+// attemptInRedis is the attempt count of conversation key's batch in flight.
+func attemptInRedis(t *testing.T, tb testBundle, key string) string {
+	t.Helper()
+	n, err := tb.client.Do(context.Background(), tb.client.B().Hget().Key(tb.buf.Keys().Conversation(key).Batch).Field("attempt").Build()).ToString()
+	require.NoError(t, err)
+	return n
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -23,56 +22,10 @@ var (
 	ErrBusy     = errors.New("store: conversation has a batch in flight")
 )
 
-// Dead-letter retention when Options leave it unset (DEAD_LETTER_TTL and
-// DEAD_LETTER_MAX's defaults).
-const (
-	DefaultDeadLetterTTL = 720 * time.Hour
-	DefaultDeadLetterMax = 10000
-)
-
 // deadRetention is the record TTL in ms and how many entries one shard's
 // dead set keeps: ceil(DeadLetterMax / keys.Shards), at least 1.
 func (b *Store) deadRetention() (ttl, perShard string) {
-	d, n := b.opts.DeadLetterTTL, b.opts.DeadLetterMax
-	if d <= 0 {
-		d = DefaultDeadLetterTTL
-	}
-	if n <= 0 {
-		n = DefaultDeadLetterMax
-	}
-	return ms(max(d, time.Millisecond)), strconv.Itoa((n + keys.Shards - 1) / keys.Shards)
-}
-
-// DeadLetter moves claimed batch c to the dead-letter store with why, and
-// releases its conversation like Commit does. The record expires after
-// DeadLetterTTL; the shard's oldest dead letters beyond its share of
-// DeadLetterMax, and any older than DeadLetterTTL, are removed with their
-// records in the same atomic step.
-func (b *Store) DeadLetter(ctx context.Context, c Claim, why string) (Committed, error) {
-	k := b.keys.Conversation(c.Key)
-	id := batch.ID(c.Key, c.Generation)
-	record := k.DeadRecord(c.Generation)
-	// Every record of the shard is prefix + batch id; dead.lua derives the
-	// records it trims from it.
-	prefix, ok := strings.CutSuffix(record, id)
-	if !ok {
-		return Committed{}, fmt.Errorf("dead-letter %s: record key %s does not end in the batch id", id, record)
-	}
-	ttl, perShard := b.deadRetention()
-	vals, err := lua.Dead.Exec(ctx, b.client,
-		[]string{k.Batch, k.Inflight, k.Due, k.Meta, k.Buf, k.Dead, record},
-		[]string{c.Key, strconv.FormatInt(c.Generation, 10), id, why, b.now(), ttl, perShard, prefix},
-	).AsIntSlice()
-	if err != nil {
-		return Committed{}, fmt.Errorf("dead-letter %s: %w", id, err)
-	}
-	if len(vals) != 3 {
-		return Committed{}, fmt.Errorf("dead-letter %s: unexpected reply %v", id, vals)
-	}
-	if vals[0] != 1 {
-		return Committed{}, fmt.Errorf("dead-letter %s: %w", id, ErrLost)
-	}
-	return Committed{Next: vals[1], Now: vals[2]}, nil
+	return ms(max(b.opts.DeadLetterTTL, time.Millisecond)), strconv.Itoa((b.opts.DeadLetterMax + keys.Shards - 1) / keys.Shards)
 }
 
 // Dead is a dead-lettered batch.
@@ -91,7 +44,9 @@ func (b *Store) DeadLetters(ctx context.Context) ([]Dead, error) {
 		cmds[s] = b.client.B().Zrange().Key(b.keys.Dead(s)).Min("0").Max("-1").Build()
 	}
 	var ids []string
-	for s, res := range b.client.DoMulti(ctx, cmds...) {
+	listCtx, cancel := b.bound(ctx)
+	defer cancel()
+	for s, res := range b.client.DoMulti(listCtx, cmds...) {
 		got, err := res.AsStrSlice()
 		if err != nil {
 			return nil, fmt.Errorf("list %s: %w", b.keys.Dead(s), err)
@@ -120,6 +75,8 @@ func (b *Store) DeadLetterByID(ctx context.Context, id string) (Dead, error) {
 		return Dead{}, fmt.Errorf("dead letter %q: %w", id, ErrNotFound)
 	}
 	rec := b.keys.Conversation(key).DeadRecord(gen)
+	ctx, cancel := b.bound(ctx)
+	defer cancel()
 	h, err := b.client.Do(ctx, b.client.B().Hgetall().Key(rec).Build()).AsStrMap()
 	if err != nil {
 		return Dead{}, fmt.Errorf("dead letter %s: %w", rec, err)
@@ -151,6 +108,8 @@ func (b *Store) Replay(ctx context.Context, id string) error {
 		return fmt.Errorf("replay %q: %w", id, ErrNotFound)
 	}
 	k := b.keys.Conversation(key)
+	ctx, cancel := b.bound(ctx)
+	defer cancel()
 	res, err := lua.Replay.Exec(ctx, b.client,
 		[]string{k.Dead, k.DeadRecord(gen), k.Batch, k.Inflight},
 		[]string{key, id, b.now()},

@@ -25,22 +25,24 @@ func TestDeadLetter_ReleasesConversationAndReplaysSameBatch(t *testing.T) {
 		require.NoError(t, err)
 	}
 	tb.advance(10 * time.Second)
-	c, _, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	c, _, err := tb.buf.Flush(ctx, "u1", "w1")
 	require.NoError(t, err)
-	_, err = tb.buf.Renew(ctx, c, true)
-	require.NoError(t, err)
+	require.Equal(t, 1, c.Batch.Attempt, "the claim counted attempt 1")
 
 	// A message arrives while the batch is failing.
 	_, err = tb.buf.Append(ctx, "u1", "c", msg("c"), false)
 	require.NoError(t, err)
 
-	res, err := tb.buf.DeadLetter(ctx, c, "http sink: status 400")
+	require.NoError(t, c.DeadLetter(ctx, "http sink: status 400"))
+	k := tb.buf.Keys().Conversation("u1")
+	next, err := tb.client.Do(ctx, tb.client.B().Zscore().Key(k.Due).Member("u1").Build()).AsInt64()
 	require.NoError(t, err)
-	require.Equal(t, t0+20_000, res.Next, "what arrived meanwhile flushes on its own deadline")
-	_, err = tb.buf.Commit(ctx, c)
+	require.Equal(t, t0+20_000, next, "what arrived meanwhile flushes on its own deadline")
+	_, err = c.Commit(ctx)
 	require.ErrorIs(t, err, store.ErrLost, "a dead-lettered batch is no longer in flight")
 
 	id := batch.ID("u1", c.Generation)
+	require.Equal(t, id, c.ID())
 	all, err := tb.buf.DeadLetters(ctx)
 	require.NoError(t, err)
 	require.Len(t, all, 1)
@@ -51,12 +53,12 @@ func TestDeadLetter_ReleasesConversationAndReplaysSameBatch(t *testing.T) {
 
 	// The next batch takes the conversation; replay waits for it.
 	tb.advance(10 * time.Second)
-	next, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	next2, why, err := tb.buf.Flush(ctx, "u1", "w1")
 	require.NoError(t, err)
 	require.Empty(t, why)
-	require.Equal(t, []string{"c"}, texts(t, next))
+	require.Equal(t, []string{"c"}, texts(t, next2))
 	require.ErrorIs(t, tb.buf.Replay(ctx, id), store.ErrBusy)
-	_, err = tb.buf.Commit(ctx, next)
+	_, err = next2.Commit(ctx)
 	require.NoError(t, err)
 
 	require.NoError(t, tb.buf.Replay(ctx, id))
@@ -71,7 +73,7 @@ func TestDeadLetter_ReleasesConversationAndReplaysSameBatch(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, c.Generation, again.Generation)
 	require.Equal(t, texts(t, c), texts(t, again))
-	require.Equal(t, 0, again.Attempt, "attempts are counted anew")
+	require.Equal(t, 1, again.Batch.Attempt, "attempts are counted anew: the take-over is attempt 1")
 }
 
 func TestDeadLetterByID_UnknownIDs(t *testing.T) {
@@ -90,14 +92,14 @@ func TestRelease_LetsAnotherWorkerRedriveAtOnce(t *testing.T) {
 	_, err := tb.buf.Append(ctx, "u1", "a", msg("a"), false)
 	require.NoError(t, err)
 	tb.advance(10 * time.Second)
-	c, _, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	c, _, err := tb.buf.Flush(ctx, "u1", "w1")
 	require.NoError(t, err)
-	require.NoError(t, tb.buf.Release(ctx, c))
+	require.NoError(t, c.Release(ctx))
 	again, ok, err := tb.buf.Reclaim(ctx, "u1", "w2")
 	require.NoError(t, err)
 	require.True(t, ok, "released without waiting for the lease")
 	require.Equal(t, c.Generation, again.Generation)
-	require.ErrorIs(t, tb.buf.Release(ctx, c), store.ErrLost, "the old owner holds nothing")
+	require.ErrorIs(t, c.Release(ctx), store.ErrLost, "the old owner holds nothing")
 }
 
 // keysInShard returns n conversation keys that share one shard.
@@ -120,12 +122,11 @@ func deadLetter(t *testing.T, tb testBundle, key string) string {
 	_, err := tb.buf.Append(ctx, key, key+"-m", msg(key), false)
 	require.NoError(t, err)
 	tb.advance(10 * time.Second)
-	c, why, err := tb.buf.Flush(ctx, key, "", "w1")
+	c, why, err := tb.buf.Flush(ctx, key, "w1")
 	require.NoError(t, err)
 	require.Empty(t, why)
-	_, err = tb.buf.DeadLetter(ctx, c, "http sink: status 400")
-	require.NoError(t, err)
-	return batch.ID(key, c.Generation)
+	require.NoError(t, c.DeadLetter(ctx, "http sink: status 400"))
+	return c.ID()
 }
 
 func deadIDs(t *testing.T, tb testBundle, shard int) []string {
@@ -164,12 +165,38 @@ func TestDeadLetter_RecordAndSetExpireAfterTTL(t *testing.T) {
 	require.Equal(t, -time.Millisecond, pttl(t, tb, tb.buf.Keys().Conversation("u1").Batch), "replayed batch has no TTL")
 }
 
-func TestDeadLetter_DefaultRetention(t *testing.T) {
-	tb := setup(t) // DeadLetterTTL and DeadLetterMax unset: 720h, 10000
+// The store has no retention defaults of its own (the configuration is
+// their one source): it applies the options it is given, here DEAD_LETTER_TTL
+// and DEAD_LETTER_MAX's defaults, 720h and 10000, that is
+// ceil(10000/16) = 625 per shard.
+func TestDeadLetter_RetentionIsTheOptionsGiven(t *testing.T) {
+	tb := setup(t, func(o *store.Options) { o.DeadLetterTTL, o.DeadLetterMax = 720*time.Hour, 10000 })
+	ctx := context.Background()
 	rec := recordKey(tb, deadLetter(t, tb, "u1"))
 	ttl := pttl(t, tb, rec)
 	require.Greater(t, ttl, 719*time.Hour)
 	require.LessOrEqual(t, ttl, 720*time.Hour)
+
+	// Fill u1's shard up to its share with older entries (no records):
+	// the next dead letter trims exactly the oldest one.
+	shard := keys.Shard("u1")
+	const perShard = (10000 + keys.Shards - 1) / keys.Shards
+	fill := tb.client.B().Zadd().Key(tb.buf.Keys().Dead(shard)).ScoreMember()
+	for i := range perShard - 1 {
+		fill = fill.ScoreMember(float64(t0-int64(perShard-i)), fmt.Sprintf("filler:%d", i))
+	}
+	require.NoError(t, tb.client.Do(ctx, fill.Build()).Error())
+	require.Len(t, deadIDs(t, tb, shard), perShard)
+	conv := "u1-next"
+	for keys.Shard(conv) != shard {
+		conv += "x"
+	}
+	fresh := deadLetter(t, tb, conv)
+	ids := deadIDs(t, tb, shard)
+	require.Len(t, ids, perShard, "a shard keeps ceil(DeadLetterMax/shards) dead letters")
+	require.NotContains(t, ids, "filler:0", "the oldest went")
+	require.Contains(t, ids, "filler:1")
+	require.Equal(t, fresh, ids[len(ids)-1])
 }
 
 func TestDeadLetter_EntriesOlderThanTTLAreTrimmed(t *testing.T) {
@@ -253,7 +280,7 @@ func TestDeadScript_RefusesAPrefixOfAnotherSlot(t *testing.T) {
 	_, err := tb.buf.Append(ctx, "u1", "m", msg("m"), false)
 	require.NoError(t, err)
 	tb.advance(10 * time.Second)
-	c, _, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	c, _, err := tb.buf.Flush(ctx, "u1", "w1")
 	require.NoError(t, err)
 	k := tb.buf.Keys().Conversation("u1")
 	id := batch.ID("u1", c.Generation)

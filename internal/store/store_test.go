@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/require"
 
+	"github.com/lullhq/lull/internal/batch"
 	"github.com/lullhq/lull/internal/keys"
 	"github.com/lullhq/lull/internal/store"
 	"github.com/lullhq/lull/internal/testenv"
@@ -36,15 +36,8 @@ func setup(t *testing.T, mutate ...func(*store.Options)) testBundle {
 	client := testenv.Redis(t, ns)
 	clock := &atomic.Int64{}
 	clock.Store(t0)
-	opts := store.Options{
-		QuietWindow:  10 * time.Second,
-		MaxWait:      60 * time.Second,
-		MaxMessages:  100,
-		DedupeWindow: time.Hour,
-		TTL:          24 * time.Hour,
-		Lease:        30 * time.Second,
-		Now:          clock.Load,
-	}
+	opts := testenv.StoreOptions() // quiet 10s, max wait 60s, 100 messages, lease 30s, ...
+	opts.Now = clock.Load
 	for _, m := range mutate {
 		m(&opts)
 	}
@@ -56,13 +49,12 @@ func msg(text string) []byte {
 	return b
 }
 
-func texts(t *testing.T, c store.Claim) []string {
+func texts(t *testing.T, c *store.Claim) []string {
 	t.Helper()
-	out := make([]string, len(c.Messages))
-	for i, m := range c.Messages {
-		var v struct{ Text string }
-		require.NoError(t, json.Unmarshal(m, &v))
-		out[i] = v.Text
+	require.NoError(t, c.Unreadable)
+	out := make([]string, len(c.Batch.Messages))
+	for i, m := range c.Batch.Messages {
+		out[i] = m.Text
 	}
 	return out
 }
@@ -124,10 +116,10 @@ func TestAppend_DuplicateIDStoredOnce(t *testing.T) {
 
 	// Still a duplicate after the batch was flushed and delivered.
 	tb.advance(time.Minute)
-	c, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	c, why, err := tb.buf.Flush(ctx, "u1", "w1")
 	require.NoError(t, err)
 	require.Empty(t, why)
-	_, err = tb.buf.Commit(ctx, c)
+	_, err = c.Commit(ctx)
 	require.NoError(t, err)
 	a3, err := tb.buf.Append(ctx, "u1", "wamid.1", msg("oi"), false)
 	require.NoError(t, err)
@@ -171,30 +163,31 @@ func TestAppend_GenerationNeverRepeats(t *testing.T) {
 	require.Greater(t, a3.Generation, a2.Generation)
 }
 
-func TestFlush_ChecksDeadlineAndGeneration(t *testing.T) {
-	tb := setup(t)
+// The claim checks the deadline alone (no generation): a message that
+// arrives after the conversation was found due moves the deadline into the
+// future, unless the burst has reached its max wait, and then the message
+// belongs to the batch.
+func TestFlush_ChecksDeadline(t *testing.T) {
+	tb := setup(t, func(o *store.Options) { o.MaxWait = 15 * time.Second })
 	ctx := context.Background()
 	a, err := tb.buf.Append(ctx, "u1", "a", msg("a"), false)
 	require.NoError(t, err)
 
-	_, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	_, why, err := tb.buf.Flush(ctx, "u1", "w1")
 	require.NoError(t, err)
 	require.Equal(t, store.FlushNotDue, why)
 
 	tb.advance(10 * time.Second)
-	_, why, err = tb.buf.Flush(ctx, "u1", strconv.FormatInt(a.Generation-1, 10), "w1")
-	require.NoError(t, err)
-	require.Equal(t, store.FlushStale, why, "a generation the poller did not see is not flushed")
-
-	c, why, err := tb.buf.Flush(ctx, "u1", strconv.FormatInt(a.Generation, 10), "w1")
+	c, why, err := tb.buf.Flush(ctx, "u1", "w1")
 	require.NoError(t, err)
 	require.Empty(t, why)
 	require.Equal(t, a.Generation, c.Generation)
-	require.Equal(t, "quiet", c.Reason)
-	require.Equal(t, t0+10_000, c.FlushedAt)
+	require.Equal(t, "quiet", c.Batch.Reason)
+	require.Equal(t, batch.FormatMillis(t0+10_000), c.Batch.FlushedAt)
+	require.Equal(t, 1, c.Batch.Attempt, "the claim counts the first delivery attempt")
 	require.Equal(t, []string{"a"}, texts(t, c))
 
-	_, why, err = tb.buf.Flush(ctx, "u1", "", "w2")
+	_, why, err = tb.buf.Flush(ctx, "u1", "w2")
 	require.NoError(t, err)
 	require.Equal(t, store.FlushGone, why, "a flushed conversation is not flushed twice")
 
@@ -205,6 +198,38 @@ func TestFlush_ChecksDeadlineAndGeneration(t *testing.T) {
 	lease, err := tb.client.Do(ctx, tb.client.B().Zscore().Key(k.Inflight).Member("u1").Build()).AsInt64()
 	require.NoError(t, err)
 	require.Equal(t, t0+10_000+30_000, lease)
+
+	// Due, then a message within the quiet window: not due any more.
+	_, err = tb.buf.Append(ctx, "u2", "b1", msg("b1"), false) // due at t0+20s
+	require.NoError(t, err)
+	tb.advance(10 * time.Second)
+	_, err = tb.buf.Append(ctx, "u2", "b2", msg("b2"), false) // found due; now due at t0+30s
+	require.NoError(t, err)
+	_, why, err = tb.buf.Flush(ctx, "u2", "w1")
+	require.NoError(t, err)
+	require.Equal(t, store.FlushNotDue, why, "a message after the conversation was found due, within the quiet window, defers it")
+	tb.advance(10 * time.Second)
+	c2, why, err := tb.buf.Flush(ctx, "u2", "w1")
+	require.NoError(t, err)
+	require.Empty(t, why)
+	require.Equal(t, []string{"b1", "b2"}, texts(t, c2))
+
+	// Due at max wait, then a message: still due, and it joins the batch.
+	_, err = tb.buf.Append(ctx, "u3", "c1", msg("c1"), false)
+	require.NoError(t, err)
+	tb.advance(8 * time.Second)
+	_, err = tb.buf.Append(ctx, "u3", "c2", msg("c2"), false) // capped: due 15s after c1
+	require.NoError(t, err)
+	tb.advance(7 * time.Second)
+	late, err := tb.buf.Append(ctx, "u3", "c3", msg("c3"), false) // found due; max wait has passed
+	require.NoError(t, err)
+	require.LessOrEqual(t, late.Deadline, late.Now, "past max wait the deadline stays past")
+	c3, why, err := tb.buf.Flush(ctx, "u3", "w1")
+	require.NoError(t, err)
+	require.Empty(t, why, "a message after max wait passed does not defer the batch")
+	require.Equal(t, "max_wait", c3.Batch.Reason)
+	require.Equal(t, late.Generation, c3.Generation)
+	require.Equal(t, []string{"c1", "c2", "c3"}, texts(t, c3), "it is claimed with the batch")
 }
 
 func TestFlush_ClaimRaceHasOneWinner(t *testing.T) {
@@ -221,7 +246,7 @@ func TestFlush_ClaimRaceHasOneWinner(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, why, err := tb.buf.Flush(ctx, "u1", "", fmt.Sprint("w", w))
+			_, why, err := tb.buf.Flush(ctx, "u1", fmt.Sprint("w", w))
 			if err == nil && why == "" {
 				wins.Add(1)
 			}
@@ -237,7 +262,7 @@ func TestFlush_SerializesBatchesOfAConversation(t *testing.T) {
 	_, err := tb.buf.Append(ctx, "u1", "a", msg("a"), false)
 	require.NoError(t, err)
 	tb.advance(10 * time.Second)
-	first, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	first, why, err := tb.buf.Flush(ctx, "u1", "w1")
 	require.NoError(t, err)
 	require.Empty(t, why)
 
@@ -245,7 +270,7 @@ func TestFlush_SerializesBatchesOfAConversation(t *testing.T) {
 	_, err = tb.buf.Append(ctx, "u1", "b", msg("b"), false)
 	require.NoError(t, err)
 	tb.advance(10 * time.Second)
-	_, why, err = tb.buf.Flush(ctx, "u1", "", "w1")
+	_, why, err = tb.buf.Flush(ctx, "u1", "w1")
 	require.NoError(t, err)
 	require.Equal(t, store.FlushBusy, why)
 	k := tb.buf.Keys().Conversation("u1")
@@ -253,11 +278,11 @@ func TestFlush_SerializesBatchesOfAConversation(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, t0+10_000+30_000, score, "rescheduled at batch 1's lease end")
 
-	done, err := tb.buf.Commit(ctx, first)
+	done, err := first.Commit(ctx)
 	require.NoError(t, err)
 	require.Equal(t, t0+20_000, done.Next, "committing restores the waiting buffer's own deadline")
 
-	second, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	second, why, err := tb.buf.Flush(ctx, "u1", "w1")
 	require.NoError(t, err)
 	require.Empty(t, why)
 	require.Equal(t, []string{"b"}, texts(t, second), "batch 2 holds only what came after batch 1")
@@ -270,12 +295,12 @@ func TestCommit_OnlyTheBatchInFlight(t *testing.T) {
 	_, err := tb.buf.Append(ctx, "u1", "a", msg("a"), false)
 	require.NoError(t, err)
 	tb.advance(10 * time.Second)
-	c, _, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	c, _, err := tb.buf.Flush(ctx, "u1", "w1")
 	require.NoError(t, err)
-	done, err := tb.buf.Commit(ctx, c)
+	done, err := c.Commit(ctx)
 	require.NoError(t, err)
 	require.EqualValues(t, -1, done.Next)
-	again, err := tb.buf.Commit(ctx, c)
+	again, err := c.Commit(ctx)
 	require.NoError(t, err)
 	require.True(t, again.Already, "a second commit of the same batch changes nothing")
 	require.Empty(t, testenv.Keys(ctx, tb.client, tb.ns+":{s"+fmt.Sprintf("%02d", keys.Shard("u1"))+"}:batch:*"))
@@ -289,11 +314,9 @@ func TestReclaim_ExpiredLeaseRedrivesSameBatch(t *testing.T) {
 		require.NoError(t, err)
 	}
 	tb.advance(10 * time.Second)
-	c1, _, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	c1, _, err := tb.buf.Flush(ctx, "u1", "w1")
 	require.NoError(t, err)
-	n, err := tb.buf.Renew(ctx, c1, true)
-	require.NoError(t, err)
-	require.Equal(t, 1, n)
+	require.Equal(t, 1, c1.Batch.Attempt, "the claim counted attempt 1")
 
 	_, ok, err := tb.buf.Reclaim(ctx, "u1", "w2")
 	require.NoError(t, err)
@@ -308,17 +331,21 @@ func TestReclaim_ExpiredLeaseRedrivesSameBatch(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, c1.Generation, c2.Generation, "the same batch")
+	require.Equal(t, c1.ID(), c2.ID())
 	require.Equal(t, texts(t, c1), texts(t, c2))
-	require.Equal(t, 1, c2.Attempt)
+	require.Equal(t, 2, c2.Batch.Attempt, "the take-over counts the next attempt")
+	require.Equal(t, "w2", c2.Owner)
 	_, ok, err = tb.buf.Reclaim(ctx, "u1", "w3")
 	require.NoError(t, err)
 	require.False(t, ok, "one reclaimer wins")
 
-	_, err = tb.buf.Renew(ctx, c1, true)
+	_, err = c1.NextAttempt(ctx)
 	require.ErrorIs(t, err, store.ErrLost, "the old owner learns it lost the batch")
-	n, err = tb.buf.Renew(ctx, c2, true)
+	require.ErrorIs(t, c1.Renew(ctx), store.ErrLost)
+	n, err := c2.NextAttempt(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 2, n)
+	require.Equal(t, 3, n)
+	require.Equal(t, 3, c2.Batch.Attempt)
 }
 
 func TestDue_ReportsDueAndNext(t *testing.T) {
@@ -357,12 +384,12 @@ func TestKeys_HostileConversationKeys(t *testing.T) {
 		require.NoError(t, err, "%q", key)
 		require.True(t, a.Stored)
 		tb.advance(time.Minute)
-		c, why, err := tb.buf.Flush(ctx, key, "", "w")
+		c, why, err := tb.buf.Flush(ctx, key, "w")
 		require.NoError(t, err)
 		require.Empty(t, why)
 		require.Equal(t, key, c.Key)
 		require.Equal(t, []string{key}, texts(t, c))
-		_, err = tb.buf.Commit(ctx, c)
+		_, err = c.Commit(ctx)
 		require.NoError(t, err)
 	}
 }
@@ -373,7 +400,7 @@ func TestFlush_FloodIsClaimedInSlicesOfMaxMessages(t *testing.T) {
 	_, err := tb.buf.Append(ctx, "u1", "m0", msg("m0"), false)
 	require.NoError(t, err)
 	tb.advance(10 * time.Second)
-	first, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	first, why, err := tb.buf.Flush(ctx, "u1", "w1")
 	require.NoError(t, err)
 	require.Empty(t, why)
 
@@ -385,24 +412,24 @@ func TestFlush_FloodIsClaimedInSlicesOfMaxMessages(t *testing.T) {
 		_, err := tb.buf.Append(ctx, "u1", m, msg(m), false)
 		require.NoError(t, err)
 	}
-	_, err = tb.buf.Commit(ctx, first)
+	_, err = first.Commit(ctx)
 	require.NoError(t, err)
 
 	var got []string
 	gens := map[int64]bool{first.Generation: true}
 	for range 3 {
-		c, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+		c, why, err := tb.buf.Flush(ctx, "u1", "w1")
 		require.NoError(t, err)
 		require.Empty(t, why)
-		require.LessOrEqual(t, len(c.Messages), 3, "a batch never exceeds MAX_BATCH_MESSAGES")
+		require.LessOrEqual(t, len(c.Batch.Messages), 3, "a batch never exceeds MAX_BATCH_MESSAGES")
 		require.False(t, gens[c.Generation], "every slice has a batch id of its own")
 		gens[c.Generation] = true
 		got = append(got, texts(t, c)...)
-		_, err = tb.buf.Commit(ctx, c)
+		_, err = c.Commit(ctx)
 		require.NoError(t, err)
 	}
 	require.Equal(t, want, got, "every message once, in arrival order")
-	_, why, err = tb.buf.Flush(ctx, "u1", "", "w1")
+	_, why, err = tb.buf.Flush(ctx, "u1", "w1")
 	require.NoError(t, err)
 	require.Equal(t, store.FlushGone, why)
 }
@@ -417,10 +444,10 @@ func TestAppend_FlushNowIsDueAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, t0+1_000, a.Deadline)
 	tb.advance(time.Millisecond)
-	c, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	c, why, err := tb.buf.Flush(ctx, "u1", "w1")
 	require.NoError(t, err)
 	require.Empty(t, why)
-	require.Equal(t, "immediate", c.Reason)
+	require.Equal(t, "immediate", c.Batch.Reason)
 	require.Equal(t, []string{"hi", "/start"}, texts(t, c), "with what was buffered before it")
 }
 
@@ -453,8 +480,8 @@ func TestTyping_ExtendsQuietWindowCappedByMaxWait(t *testing.T) {
 	r, err = tb.buf.FlushNow(ctx, "u1")
 	require.NoError(t, err)
 	require.Equal(t, t0+20_000, r.Deadline, "a manual flush is due at once")
-	c, why, err := tb.buf.Flush(ctx, "u1", "", "w1")
+	c, why, err := tb.buf.Flush(ctx, "u1", "w1")
 	require.NoError(t, err)
 	require.Empty(t, why)
-	require.Equal(t, "manual", c.Reason)
+	require.Equal(t, "manual", c.Batch.Reason)
 }

@@ -25,6 +25,29 @@ func CleanupBroker(tb testing.TB, url, ns string) {
 }
 
 func purgeBroker(url, ns string) error {
+	return deleteEntities(url,
+		[]string{queue.InboundQueue(ns), queue.DeadLetterQueue(ns)},
+		[]string{queue.DeadLetterExchange(ns)})
+}
+
+// CleanupBrokerEntities deletes, when the test ends, the queues and
+// exchanges that queues and exchanges list then (a test may learn their
+// names only after registering it) on the broker at url. Like
+// CleanupBroker, register it before the publishers and consumers that use
+// them.
+func CleanupBrokerEntities(tb testing.TB, url string, queues, exchanges func() []string) {
+	tb.Helper()
+	tb.Cleanup(func() {
+		if err := deleteEntities(url, queues(), exchanges()); err != nil {
+			tb.Errorf("cleanup broker: %v", err)
+		}
+	})
+}
+
+// deleteEntities deletes queues and exchanges on the broker at url.
+// Deleting one that does not exist is a no-op in RabbitMQ 3.x and later,
+// so no passive declare is needed first.
+func deleteEntities(url string, queues, exchanges []string) error {
 	conn, err := amqp.DialConfig(url, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
@@ -36,15 +59,15 @@ func purgeBroker(url, ns string) error {
 	}
 	defer ch.Close()
 	var errs []error
-	for _, q := range []string{queue.InboundQueue(ns), queue.DeadLetterQueue(ns)} {
-		// Deleting a queue that does not exist is a no-op in RabbitMQ 3.x
-		// and later, so no passive declare is needed first.
+	for _, q := range queues {
 		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
 			errs = append(errs, fmt.Errorf("delete queue %s: %w", q, err))
 		}
 	}
-	if err := ch.ExchangeDelete(queue.DeadLetterExchange(ns), false, false); err != nil {
-		errs = append(errs, fmt.Errorf("delete exchange %s: %w", queue.DeadLetterExchange(ns), err))
+	for _, x := range exchanges {
+		if err := ch.ExchangeDelete(x, false, false); err != nil {
+			errs = append(errs, fmt.Errorf("delete exchange %s: %w", x, err))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -270,6 +270,40 @@ func (n *RabbitNode) ClearAlarm(ctx context.Context) error {
 	return err
 }
 
+// WaitBlocked publishes on a connection of its own to the node until the
+// node says it blocks it (connection.blocked, as after Alarm), and returns
+// when it did; after 20s the test fails.
+func (n *RabbitNode) WaitBlocked(t testing.TB) time.Time {
+	t.Helper()
+	conn, err := amqp.Dial(n.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		// Closing a blocked connection waits for the broker: do not.
+		go func() { _ = conn.Close() }()
+	}()
+	notify := conn.NotifyBlocked(make(chan amqp.Blocking, 1))
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(20 * time.Second)
+	for {
+		// To no queue: the default exchange drops it.
+		_ = ch.PublishWithContext(context.Background(), "", "lull-test-alarm-probe", false, false, amqp.Publishing{Body: []byte("probe")})
+		select {
+		case b := <-notify:
+			if b.Active {
+				return time.Now()
+			}
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("the broker never blocked a publisher after the memory alarm was raised")
+		}
+	}
+}
+
 // Stop stops the node and waits for its process to exit; a node still
 // running when ctx ends is killed. It is idempotent, and runs in the test's
 // cleanup anyway.
@@ -315,10 +349,10 @@ func cleanEnv() []string {
 // freePort asks the kernel for a free TCP port on 127.0.0.1.
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	_, p, _ := net.SplitHostPort(FreeAddr(t))
+	port, err := strconv.Atoi(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }

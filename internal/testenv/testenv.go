@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net"
 	"os"
 	"testing"
 
@@ -79,4 +80,16 @@ func DeleteNamespace(ctx context.Context, client rueidis.Client, ns string) {
 	for _, k := range Keys(ctx, client, ns) {
 		client.Do(ctx, client.B().Del().Key(k).Build())
 	}
+}
+
+// FreeAddr returns a 127.0.0.1 address with a port that was free a moment
+// ago.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

@@ -35,12 +35,17 @@ type Auth struct {
 	JWTKey      []byte
 }
 
-// ParseHeader reads EVOLUTION_HEADER, "Name: value".
+// errHeaderFormat is ParseHeader's error. It does not repeat the header:
+// its value is a secret.
+var errHeaderFormat = errors.New(`must be "Name: value"`)
+
+// ParseHeader reads EVOLUTION_HEADER, "Name: value": the one check of its
+// form (config reports its error, naming the variable).
 func ParseHeader(s string) (name, value string, err error) {
 	name, value, ok := strings.Cut(s, ":")
 	name, value = strings.TrimSpace(name), strings.TrimSpace(value)
 	if !ok || name == "" || value == "" {
-		return "", "", fmt.Errorf("evolution header %q: must be \"Name: value\"", s)
+		return "", "", errHeaderFormat
 	}
 	return name, value, nil
 }
@@ -153,19 +158,6 @@ func numericDate(name string, raw json.RawMessage) (int64, error) {
 		return 0, fmt.Errorf("%w: JWT %s is not an integer NumericDate", ErrAuth, name)
 	}
 	return v, nil
-}
-
-// SignJWT makes the token Evolution would send (tests and tools).
-func SignJWT(claims map[string]any, key []byte) (string, error) {
-	body, err := json.Marshal(claims)
-	if err != nil {
-		return "", fmt.Errorf("sign JWT: %w", err)
-	}
-	unsigned := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." +
-		base64.RawURLEncoding.EncodeToString(body)
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(unsigned))
-	return unsigned + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil)), nil
 }
 
 func decodePart(part string, v any) error {

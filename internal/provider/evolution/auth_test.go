@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lullhq/lull/internal/provider/evolution"
+	"github.com/lullhq/lull/internal/provider/providertest"
 )
 
 var (
@@ -26,7 +27,7 @@ func evolutionClaims(iat int64) map[string]any {
 
 func sign(t *testing.T, claims map[string]any, key []byte) string {
 	t.Helper()
-	tok, err := evolution.SignJWT(claims, key)
+	tok, err := providertest.SignJWT(claims, key)
 	require.NoError(t, err)
 	return tok
 }

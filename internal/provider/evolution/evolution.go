@@ -46,7 +46,7 @@ func Parse(body []byte, receivedAt time.Time) (provider.Result, error) {
 	if err := provider.Decode(body, &p); err != nil {
 		return res, fmt.Errorf("evolution payload: %w", err)
 	}
-	event := NormalizeEvent(p.Event)
+	event := normalizeEvent(p.Event)
 	if event == "" {
 		return res, &ingest.FieldError{Field: "event", Problem: "is required"}
 	}
@@ -73,9 +73,9 @@ func Parse(body []byte, receivedAt time.Time) (provider.Result, error) {
 	return res, nil
 }
 
-// NormalizeEvent spells an event the way the body does: "MESSAGES_UPSERT"
+// normalizeEvent spells an event the way the body does: "MESSAGES_UPSERT"
 // and "messages.upsert" are both "messages.upsert".
-func NormalizeEvent(e string) string {
+func normalizeEvent(e string) string {
 	return strings.ReplaceAll(strings.ToLower(strings.TrimSpace(e)), "_", ".")
 }
 

@@ -4,9 +4,13 @@ package providertest
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -142,4 +146,18 @@ func CheckResult(t *testing.T, res provider.Result, err error) {
 			t.Fatalf("envelope does not survive the queue: %v", err)
 		}
 	}
+}
+
+// SignJWT makes the HS256 token Evolution sends with a webhook's jwt_key,
+// for tests of its verification.
+func SignJWT(claims map[string]any, key []byte) (string, error) {
+	body, err := json.Marshal(claims)
+	if err != nil {
+		return "", fmt.Errorf("sign JWT: %w", err)
+	}
+	unsigned := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." +
+		base64.RawURLEncoding.EncodeToString(body)
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(unsigned))
+	return unsigned + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil)), nil
 }

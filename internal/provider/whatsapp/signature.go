@@ -17,12 +17,6 @@ var ErrSignature = errors.New("whatsapp: invalid signature")
 // ErrVerifyToken means a GET handshake is refused.
 var ErrVerifyToken = errors.New("whatsapp: verification refused")
 
-// Sign is the X-Hub-Signature-256 value of body under an app secret:
-// "sha256=" + lowercase hex HMAC-SHA256(secret, body).
-func Sign(secret string, body []byte) string {
-	return hmacsig.Sign(secret, body)
-}
-
 // VerifySignature checks header (X-Hub-Signature-256) against the raw body,
 // exactly as received, under each app secret in turn (several Meta apps may
 // share one callback URL). The comparison is constant-time.

@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/lullhq/lull/internal/hmacsig"
 	"github.com/lullhq/lull/internal/provider/providertest"
 	"github.com/lullhq/lull/internal/provider/whatsapp"
 )
@@ -22,8 +23,8 @@ func TestVerifySignature(t *testing.T) {
 	t.Parallel()
 	doc := providertest.Fixtures(t, "doc_batch_text_voice.json")["doc_batch_text_voice"]
 	require.Len(t, doc, 820, "the fixture is the documented bytes, unchanged")
-	require.Equal(t, docSignature, whatsapp.Sign(docSecret, doc))
-	require.Equal(t, unicodeSignature, whatsapp.Sign(docSecret, []byte(unicodeBody)))
+	require.Equal(t, docSignature, hmacsig.Sign(docSecret, doc))
+	require.Equal(t, unicodeSignature, hmacsig.Sign(docSecret, []byte(unicodeBody)))
 
 	tests := []struct {
 		name    string
@@ -45,7 +46,7 @@ func TestVerifySignature(t *testing.T) {
 		{"not hex", doc, "sha256=zz", []string{docSecret}, false},
 		{"truncated", doc, docSignature[:40], []string{docSecret}, false},
 		{"no secret", doc, docSignature, nil, false},
-		{"empty secret never matches", doc, whatsapp.Sign("", doc), []string{""}, false},
+		{"empty secret never matches", doc, hmacsig.Sign("", doc), []string{""}, false},
 	}
 	for _, tt := range tests {
 		err := whatsapp.VerifySignature(tt.body, tt.header, tt.secrets...)

@@ -1,4 +1,4 @@
-package poller
+package scheduler_test
 
 import (
 	"context"
@@ -7,26 +7,29 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/lullhq/lull/internal/reclaimer"
+	"github.com/lullhq/lull/internal/scheduler"
 	"github.com/lullhq/lull/internal/store"
 	"github.com/lullhq/lull/internal/testenv"
 )
 
-// A Redis whose connection is dead makes a scan (and a lease recovery) fail
+// A Redis whose connection is dead makes a scan (and a reclaim scan) fail
 // within the Redis timeout: the client would otherwise retry the script
-// load it sends first forever, and the poller would hang without a word.
+// load it sends first forever, and the scheduler would hang without a word.
 func TestScan_DeadRedisConnectionFailsWithinTheTimeout(t *testing.T) {
 	t.Parallel()
 	redis := testenv.StartRedisServer(t)
 	client, freeze := redis.Client, func() { redis.Freeze(t) }
-	ns := testenv.Namespace(t, "poller")
-	buf := store.New(client, ns, store.Options{
-		QuietWindow: time.Millisecond, MaxWait: time.Minute, MaxMessages: 100,
-		DedupeWindow: time.Hour, TTL: time.Hour, Lease: time.Minute,
-	})
+	ns := testenv.Namespace(t, "scheduler")
 	const timeout = 300 * time.Millisecond
-	p := New(buf, func(context.Context, store.Claim) bool { return false }, Options{Owner: "w1", RedisTimeout: timeout})
+	opts := testenv.StoreOptions()
+	opts.QuietWindow, opts.RedisTimeout = time.Millisecond, timeout
+	st := store.New(client, ns, opts)
+	refuse := func(context.Context, *store.Claim) bool { return false }
+	s := scheduler.New(st, refuse, scheduler.Options{Owner: "w1", Interval: time.Second})
+	r := reclaimer.New(st, refuse, reclaimer.Options{Owner: "w1", Interval: time.Second})
 	ctx := context.Background()
-	_, _, err := p.scan(ctx)
+	_, _, err := s.Scan(ctx)
 	require.NoError(t, err, "a live Redis scans fine")
 
 	freeze()
@@ -34,8 +37,8 @@ func TestScan_DeadRedisConnectionFailsWithinTheTimeout(t *testing.T) {
 		name string
 		run  func(context.Context) error
 	}{
-		{"scan", func(ctx context.Context) error { _, _, err := p.scan(ctx); return err }},
-		{"recover", p.recover},
+		{"scan", func(ctx context.Context) error { _, _, err := s.Scan(ctx); return err }},
+		{"reclaim", r.Scan},
 	} {
 		start := time.Now()
 		done := make(chan error, 1)

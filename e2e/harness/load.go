@@ -1,6 +1,4 @@
-//go:build faults
-
-package e2e
+package harness
 
 import (
 	"fmt"
@@ -13,11 +11,11 @@ import (
 	"time"
 )
 
-// loadSpec is the steady traffic every fault scenario runs under: many
+// LoadSpec is steady traffic, the kind every fault scenario runs under: many
 // conversations, each a few bursts of messages (gaps well inside
 // QUIET_WINDOW) separated by pauses well beyond it, started at random
 // moments across Spread and posted by a bounded pool of senders.
-type loadSpec struct {
+type LoadSpec struct {
 	Conversations int           // default 200
 	Bursts        int           // bursts per conversation, default 3
 	PerBurst      int           // messages per burst, default 5
@@ -29,7 +27,7 @@ type loadSpec struct {
 	Prefix        string        // conversation key prefix, default "user-"
 }
 
-func (s *loadSpec) setDefaults() {
+func (s *LoadSpec) SetDefaults() {
 	def := func(v *int, d int) {
 		if *v == 0 {
 			*v = d
@@ -53,12 +51,12 @@ func (s *loadSpec) setDefaults() {
 	}
 }
 
-// key is the conversation key of conversation c.
-func (s loadSpec) key(c int) string { return fmt.Sprintf("%s%03d", s.Prefix, c) }
+// Key is the conversation key of conversation c.
+func (s LoadSpec) Key(c int) string { return fmt.Sprintf("%s%03d", s.Prefix, c) }
 
-// load is traffic under way.
-type load struct {
-	spec    loadSpec
+// Load is traffic under way: see StartLoad.
+type Load struct {
+	spec    LoadSpec
 	total   int // messages it sends
 	started time.Time
 	posts   atomic.Int64 // POSTs, retries included
@@ -79,22 +77,22 @@ type planned struct {
 	sequence int // within its conversation
 }
 
-// startLoad starts posting spec's traffic and returns at once. Each message
+// StartLoad starts posting spec's traffic and returns at once. Each message
 // carries its own message_id; a sender that gets anything but a 2xx (or no
 // answer) posts it again with the same message_id until it is accepted, so
 // only 2xx'd messages count as sent and retries are deduped by the api.
-func (b *bundle) startLoad(spec loadSpec) *load {
-	spec.setDefaults()
+func (d *Deployment) StartLoad(spec LoadSpec) *Load {
+	spec.SetDefaults()
 	seed := rand.Uint64()
-	b.tb.Logf("load: %d conversations x %d bursts x %d messages, %d senders, schedule seed %d",
+	d.TB.Logf("load: %d conversations x %d bursts x %d messages, %d senders, schedule seed %d",
 		spec.Conversations, spec.Bursts, spec.PerBurst, spec.Senders, seed)
 	rng := rand.New(rand.NewPCG(seed, seed))
-	jitter := func(d time.Duration, share float64) time.Duration {
-		return time.Duration(float64(d) * share * (2*rng.Float64() - 1))
+	jitter := func(dur time.Duration, share float64) time.Duration {
+		return time.Duration(float64(dur) * share * (2*rng.Float64() - 1))
 	}
 	var plan []planned
 	for c := range spec.Conversations {
-		key := spec.key(c)
+		key := spec.Key(c)
 		at := time.Duration(rng.Int64N(int64(spec.Spread)))
 		n := 0
 		for burst := range spec.Bursts {
@@ -116,9 +114,9 @@ func (b *bundle) startLoad(spec loadSpec) *load {
 	}
 	sort.SliceStable(plan, func(i, j int) bool { return plan[i].at < plan[j].at })
 
-	l := &load{spec: spec, total: len(plan), started: time.Now(), refused: map[int]int{}, stop: make(chan struct{})}
+	l := &Load{spec: spec, total: len(plan), started: time.Now(), refused: map[int]int{}, stop: make(chan struct{})}
 	// A test that ends early (it failed) stops its traffic first.
-	b.tb.Cleanup(func() { close(l.stop); l.senders.Wait() })
+	d.TB.Cleanup(func() { close(l.stop); l.senders.Wait() })
 	jobs := make(chan planned, len(plan))
 	go func() { // the schedule: pacing, not synchronisation
 		defer close(jobs)
@@ -140,7 +138,7 @@ func (b *bundle) startLoad(spec loadSpec) *load {
 				case <-l.stop:
 					return
 				default:
-					l.send(b, p)
+					l.send(d, p)
 				}
 			}
 		}()
@@ -149,12 +147,12 @@ func (b *bundle) startLoad(spec loadSpec) *load {
 }
 
 // send posts p until the api answers 2xx or RetryFor has passed.
-func (l *load) send(b *bundle, p planned) {
+func (l *Load) send(d *Deployment, p planned) {
 	first := time.Now()
 	fields := map[string]any{"message_id": p.id}
 	for attempt := 1; ; attempt++ {
 		l.posts.Add(1)
-		status := b.postSince(first, p.key, p.text, fields)
+		status := d.PostSince(first, p.key, p.text, fields)
 		if status/100 == 2 {
 			return
 		}
@@ -163,12 +161,12 @@ func (l *load) send(b *bundle, p planned) {
 		l.mu.Unlock()
 		if status/100 == 4 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests {
 			l.gaveUp.Add(1)
-			b.tb.Errorf("POST %s %s: status %d for a valid message", p.key, p.id, status)
+			d.TB.Errorf("POST %s %s: status %d for a valid message", p.key, p.id, status)
 			return
 		}
 		if time.Since(first) > l.spec.RetryFor {
 			l.gaveUp.Add(1)
-			b.tb.Errorf("POST %s %s: not accepted within %s (last status %d)", p.key, p.id, l.spec.RetryFor, status)
+			d.TB.Errorf("POST %s %s: not accepted within %s (last status %d)", p.key, p.id, l.spec.RetryFor, status)
 			return
 		}
 		l.retries.Add(1)
@@ -180,16 +178,16 @@ func (l *load) send(b *bundle, p planned) {
 	}
 }
 
-// refusals counts the POSTs answered with status (0 = no answer: refused
+// Refusals counts the POSTs answered with status (0 = no answer: refused
 // or cut connection).
-func (l *load) refusals(status int) int {
+func (l *Load) Refusals(status int) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.refused[status]
 }
 
-// refusedSummary lists the statuses of POSTs not answered 2xx.
-func (l *load) refusedSummary() string {
+// RefusedSummary lists the statuses of POSTs not answered 2xx.
+func (l *Load) RefusedSummary() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.refused) == 0 {
@@ -211,15 +209,24 @@ func (l *load) refusedSummary() string {
 	return strings.Join(parts, ", ")
 }
 
-// wait blocks until every message was accepted (or given up).
-func (l *load) wait() { l.senders.Wait() }
+// Wait blocks until every message was accepted (or given up).
+func (l *Load) Wait() { l.senders.Wait() }
 
-// waitAccepted waits until at least share (0 to 1) of the load's messages
+// Total is the number of messages the load sends.
+func (l *Load) Total() int { return l.total }
+
+// Retries counts the POSTs that repeated a message not yet accepted.
+func (l *Load) Retries() int64 { return l.retries.Load() }
+
+// GaveUp counts the messages never accepted within RetryFor.
+func (l *Load) GaveUp() int64 { return l.gaveUp.Load() }
+
+// WaitAccepted waits until at least share (0 to 1) of the load's messages
 // were accepted: the moment to inject a fault "mid-stream".
-func (b *bundle) waitAccepted(l *load, share float64) {
-	b.tb.Helper()
+func (d *Deployment) WaitAccepted(l *Load, share float64) {
+	d.TB.Helper()
 	n := int(share * float64(l.total))
-	waitUntil(b.tb, 60*time.Second, fmt.Sprintf("%d of %d messages accepted", n, l.total), func() bool {
-		return len(b.sentSoFar()) >= n
+	WaitUntil(d.TB, 60*time.Second, fmt.Sprintf("%d of %d messages accepted", n, l.total), func() bool {
+		return len(d.SentSoFar()) >= n
 	})
 }

@@ -1,4 +1,4 @@
-package e2e
+package harness
 
 import (
 	"encoding/json"
@@ -13,11 +13,12 @@ import (
 	"time"
 
 	"github.com/lullhq/lull/internal/batch"
+	"github.com/lullhq/lull/internal/hmacsig"
 	"github.com/lullhq/lull/internal/sink"
 )
 
-// receiverOptions make the receiver misbehave on purpose.
-type receiverOptions struct {
+// ReceiverOptions make the receiver misbehave on purpose.
+type ReceiverOptions struct {
 	FailFirst int  // answer 503 to the first FailFirst requests
 	HoldFirst bool // hold the first request open, unanswered, until its client goes away
 	// FailShare is the share (0 to 1) of requests answered 503, picked at
@@ -29,44 +30,44 @@ type receiverOptions struct {
 	Latency time.Duration
 }
 
-// statusDropped records a request whose connection the receiver closed
-// without answering (see setDown).
-const statusDropped = -1
+// StatusDropped records a request whose connection the receiver closed
+// without answering (see Receiver.SetDown).
+const StatusDropped = -1
 
-// delivery is one request the receiver got.
-type delivery struct {
+// Received is one request the receiver got: a batch the http sink posted.
+type Received struct {
 	Batch  batch.Batch
 	Body   []byte
 	Header http.Header
 	At     time.Time // arrival
-	Status int       // the receiver's answer; 0 = held and never answered
+	Status int       // the receiver's answer; 0 = held and never answered; StatusDropped
 }
 
-// ok reports whether the receiver accepted the delivery.
-func (d delivery) ok() bool { return d.Status/100 == 2 }
+// OK reports whether the receiver accepted the request.
+func (r Received) OK() bool { return r.Status/100 == 2 }
 
-// receiver is the http sink's CALLBACK_URL: it records every request,
+// Receiver is the http sink's CALLBACK_URL: it records every request,
 // decodes the batch and, when a secret is set, verifies the signature.
-type receiver struct {
+type Receiver struct {
 	srv     *httptest.Server
 	secret  string
-	opts    receiverOptions
+	opts    ReceiverOptions
 	held    chan struct{} // closed when the held request arrived
 	release chan struct{} // closed when the test ends
 
 	mu       sync.Mutex
-	reqs     []delivery
+	reqs     []Received
 	problems []string // malformed requests: the test fails at its end
 	rng      *rand.Rand
-	down     bool            // setDown: every request fails
-	rejected map[string]bool // reject: keys whose batches get 400
-	holdNext chan struct{}   // armed by holdOne; closed when it held a request
+	down     bool            // SetDown: every request fails
+	rejected map[string]bool // Reject: keys whose batches get 400
+	holdNext chan struct{}   // armed by HoldOne; closed when it held a request
 }
 
-// newReceiver starts a receiver that closes when tb ends and fails tb if any
+// NewReceiver starts a receiver that closes when tb ends and fails tb if any
 // request was not a well-formed, correctly signed batch.
-func newReceiver(tb testing.TB, secret string, opts receiverOptions) *receiver {
-	r := &receiver{secret: secret, opts: opts, held: make(chan struct{}), release: make(chan struct{}), rejected: map[string]bool{}}
+func NewReceiver(tb testing.TB, secret string, opts ReceiverOptions) *Receiver {
+	r := &Receiver{secret: secret, opts: opts, held: make(chan struct{}), release: make(chan struct{}), rejected: map[string]bool{}}
 	if opts.FailShare > 0 {
 		seed := rand.Uint64()
 		tb.Logf("receiver: answering 503 to %.0f%% of requests (seed %d)", 100*opts.FailShare, seed)
@@ -86,10 +87,11 @@ func newReceiver(tb testing.TB, secret string, opts receiverOptions) *receiver {
 }
 
 // URL is where the http sink posts.
-func (r *receiver) URL() string { return r.srv.URL + "/batches" }
+func (r *Receiver) URL() string { return r.srv.URL + "/batches" }
 
-func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	d := delivery{Header: req.Header.Clone(), At: time.Now()}
+// ServeHTTP records and answers one request.
+func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	d := Received{Header: req.Header.Clone(), At: time.Now()}
 	body, err := io.ReadAll(req.Body)
 	d.Body = body
 	problem := ""
@@ -102,7 +104,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		problem = fmt.Sprintf("Content-Type %q, want application/json", req.Header.Get("Content-Type"))
 	case json.Unmarshal(body, &d.Batch) != nil:
 		problem = fmt.Sprintf("body is not a batch: %.200s", body)
-	case r.secret != "" && !sink.VerifySignature(r.secret, body, req.Header.Get(sink.HeaderSignature)):
+	case r.secret != "" && hmacsig.Verify(body, req.Header.Get(sink.HeaderSignature), r.secret) != nil:
 		problem = fmt.Sprintf("batch %s: %s %q does not verify", d.Batch.BatchID, sink.HeaderSignature, req.Header.Get(sink.HeaderSignature))
 	}
 
@@ -122,7 +124,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	case r.down && n%2 == 0:
 		d.Status = http.StatusServiceUnavailable
 	case r.down:
-		d.Status = statusDropped
+		d.Status = StatusDropped
 	case r.holdNext != nil:
 		d.Status = 0
 		held, r.holdNext = r.holdNext, nil
@@ -138,7 +140,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		time.Sleep(rand.N(r.opts.Latency))
 	}
 
-	if d.Status == statusDropped {
+	if d.Status == StatusDropped {
 		// As if the receiver crashed: the connection closes, no answer.
 		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
 			_ = conn.Close()
@@ -159,30 +161,67 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(d.Status)
 }
 
-// all is every request so far, in arrival order.
-func (r *receiver) all() []delivery {
+// All is every request so far, in arrival order.
+func (r *Receiver) All() []Received {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]delivery(nil), r.reqs...)
+	return append([]Received(nil), r.reqs...)
 }
 
-// accepted is every 2xx'd request so far (redeliveries included), in
+// Accepted is every 2xx'd request so far (redeliveries included), in
 // arrival order.
-func (r *receiver) accepted() []delivery {
-	var out []delivery
-	for _, d := range r.all() {
-		if d.ok() {
+func (r *Receiver) Accepted() []Received {
+	var out []Received
+	for _, d := range r.All() {
+		if d.OK() {
 			out = append(out, d)
 		}
 	}
 	return out
 }
 
-// distinct keeps the first delivery of each batch_id, in arrival order.
-func distinct(ds []delivery) []delivery {
+// Held is closed once the request ReceiverOptions.HoldFirst holds arrived.
+func (r *Receiver) Held() <-chan struct{} { return r.held }
+
+// SetDown makes every request fail while down holds: every other one gets
+// 503, the rest have their connection closed unanswered (StatusDropped).
+func (r *Receiver) SetDown(down bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.down = down
+}
+
+// Reject answers 400 (a permanent failure) to every batch of keys, until
+// AcceptAll.
+func (r *Receiver) Reject(keys ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, k := range keys {
+		r.rejected[k] = true
+	}
+}
+
+// AcceptAll undoes Reject for every key.
+func (r *Receiver) AcceptAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.rejected)
+}
+
+// HoldOne makes the receiver hold the next request it would accept open,
+// unanswered, until its client goes away; the channel closes when it does.
+func (r *Receiver) HoldOne() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.holdNext = make(chan struct{})
+	return r.holdNext
+}
+
+// Distinct keeps the first request of each batch_id, in arrival order.
+func Distinct(rs []Received) []Received {
 	seen := map[string]bool{}
-	var out []delivery
-	for _, d := range ds {
+	var out []Received
+	for _, d := range rs {
 		if !seen[d.Batch.BatchID] {
 			seen[d.Batch.BatchID] = true
 			out = append(out, d)
@@ -191,8 +230,8 @@ func distinct(ds []delivery) []delivery {
 	return out
 }
 
-// ids lists the message ids of a batch, in batch order.
-func ids(b batch.Batch) []string {
+// IDs lists the message ids of a batch, in batch order.
+func IDs(b batch.Batch) []string {
 	out := make([]string, len(b.Messages))
 	for i, m := range b.Messages {
 		out[i] = m.ID
@@ -200,13 +239,22 @@ func ids(b batch.Batch) []string {
 	return out
 }
 
-// describe summarises deliveries for a failure message.
-func describe(ds []delivery) string {
-	if len(ds) == 0 {
+// Texts lists the message texts of a batch.
+func Texts(b batch.Batch) []string {
+	out := make([]string, len(b.Messages))
+	for i, m := range b.Messages {
+		out[i] = m.Text
+	}
+	return out
+}
+
+// Describe summarises received requests for a failure message.
+func Describe(rs []Received) string {
+	if len(rs) == 0 {
 		return "(no deliveries)"
 	}
 	var sb strings.Builder
-	for _, d := range ds {
+	for _, d := range rs {
 		fmt.Fprintf(&sb, "\n  %s status=%d batch=%s reason=%s attempt=%s messages=%d",
 			d.At.Format("15:04:05.000"), d.Status, d.Batch.BatchID, d.Batch.Reason,
 			d.Header.Get(sink.HeaderAttempt), len(d.Batch.Messages))

@@ -1,7 +1,6 @@
-package e2e
+package harness
 
 import (
-	"fmt"
 	"slices"
 	"sort"
 	"testing"
@@ -10,77 +9,93 @@ import (
 	"github.com/lullhq/lull/internal/batch"
 )
 
-// waitBatches waits until n distinct batches (by batch_id) were accepted by
+// WaitBatches waits until n distinct batches (by batch_id) were accepted by
 // the receiver and returns them, first delivery of each, in arrival order.
-func (b *bundle) waitBatches(n int, timeout time.Duration) []delivery {
-	b.tb.Helper()
+func (d *Deployment) WaitBatches(n int, timeout time.Duration) []Received {
+	d.TB.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		got := distinct(b.recv.accepted())
+		got := Distinct(d.Recv.Accepted())
 		if len(got) >= n {
 			return got
 		}
 		if time.Now().After(deadline) {
-			b.tb.Fatalf("timed out after %s waiting for %d batches; the receiver got:%s", timeout, n, describe(b.recv.all()))
+			d.TB.Fatalf("timed out after %s waiting for %d batches; the receiver got:%s", timeout, n, Describe(d.Recv.All()))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
 
-// waitDelivered waits until every message sent so far is in an accepted
+// WaitDelivered waits until every message sent so far is in an accepted
 // batch and returns the distinct batches, in arrival order.
-func (b *bundle) waitDelivered(timeout time.Duration) []delivery {
-	b.tb.Helper()
-	sent := b.sentSoFar()
+func (d *Deployment) WaitDelivered(timeout time.Duration) []Received {
+	d.TB.Helper()
+	sent := d.SentSoFar()
 	deadline := time.Now().Add(timeout)
 	for {
-		got := distinct(b.recv.accepted())
-		missing := missingFrom(sent, got)
+		got := Distinct(d.Recv.Accepted())
+		missing := MissingFrom(sent, got)
 		if missing == 0 {
 			return got
 		}
 		if time.Now().After(deadline) {
-			b.tb.Fatalf("timed out after %s: %d of %d sent messages not delivered; the receiver got:%s",
-				timeout, missing, len(sent), describe(b.recv.all()))
+			d.TB.Fatalf("timed out after %s: %d of %d sent messages not delivered; the receiver got:%s",
+				timeout, missing, len(sent), Describe(d.Recv.All()))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
 
-// missingFrom counts the sent messages that are in none of batches.
-func missingFrom(sent []sentMsg, batches []delivery) int {
-	in := map[msgRef]bool{}
+// WaitHeld waits for the request ReceiverOptions.HoldFirst holds and
+// returns it; after timeout the test fails.
+func (d *Deployment) WaitHeld(timeout time.Duration) Received {
+	d.TB.Helper()
+	select {
+	case <-d.Recv.Held():
+	case <-time.After(timeout):
+		d.TB.Fatalf("the batch never reached the receiver:%s", Describe(d.Recv.All()))
+	}
+	return d.Recv.All()[0]
+}
+
+// MissingFrom counts the sent messages that are in none of batches.
+func MissingFrom(sent []Sent, batches []Received) int {
+	in := map[Ref]bool{}
 	for _, d := range batches {
 		for _, m := range d.Batch.Messages {
-			in[msgRef{d.Batch.Key, m.ID}] = true
+			in[Ref{d.Batch.Key, m.ID}] = true
 		}
 	}
 	missing := 0
 	for _, s := range sent {
-		if !in[msgRef{s.Key, s.ID}] {
+		if !in[s.Ref()] {
 			missing++
 		}
 	}
 	return missing
 }
 
-// requireNoNewRequests fails the test if the receiver gets any request in
-// the next d. (Waiting out d is the point: it proves an absence.)
-func (b *bundle) requireNoNewRequests(d time.Duration) {
-	b.tb.Helper()
-	before := len(b.recv.all())
-	time.Sleep(d)
-	if all := b.recv.all(); len(all) != before {
-		b.tb.Fatalf("unexpected requests within %s:%s", d, describe(all[before:]))
+// RequireNoNewRequests fails the test if the receiver gets any request in
+// the next wait. (Waiting it out is the point: it proves an absence.)
+func (d *Deployment) RequireNoNewRequests(wait time.Duration) {
+	d.TB.Helper()
+	before := len(d.Recv.All())
+	time.Sleep(wait)
+	if all := d.Recv.All(); len(all) != before {
+		d.TB.Fatalf("unexpected requests within %s:%s", wait, Describe(all[before:]))
 	}
 }
 
-// msgRef names a message: its conversation key and its id.
-type msgRef struct{ key, id string }
+// RequireQuiet is RequireNoNewRequests for a quiet window and two polls:
+// the time a batch that was still to come would take to show.
+func (d *Deployment) RequireQuiet() {
+	d.TB.Helper()
+	d.RequireNoNewRequests(d.Opts.QuietWindow + 2*PollInterval)
+}
 
-// assertExactlyOnce checks guarantees 2-4 (the README's "Guarantees") over the
-// accepted deliveries ds (redeliveries included) against every 2xx'd
-// message sent:
+// AssertExactlyOnce checks guarantees 2-4 (the README's "Guarantees") over
+// the requests rs (redeliveries and failed ones included; only the
+// accepted ones count) against every 2xx'd message sent:
 //   - a batch_id delivered more than once holds the same batch every time;
 //   - batch_id is key:generation, and no batch mixes keys;
 //   - every sent message is in exactly one batch, with its text;
@@ -89,7 +104,9 @@ type msgRef struct{ key, id string }
 //     first (within a batch, and across the key's batches by generation),
 //     unless one of them carries a provider timestamp;
 //   - a key's batches arrive in generation order.
-func assertExactlyOnce(t testing.TB, sent []sentMsg, ds []delivery) bool {
+//
+// It reports (at most 20 failures) with t.Errorf and returns whether all held.
+func AssertExactlyOnce(t testing.TB, sent []Sent, rs []Received) bool {
 	t.Helper()
 	errs := 0
 	fail := func(format string, args ...any) {
@@ -98,25 +115,24 @@ func assertExactlyOnce(t testing.TB, sent []sentMsg, ds []delivery) bool {
 			t.Errorf(format, args...)
 		}
 	}
-	bySent := map[msgRef]sentMsg{}
+	bySent := map[Ref]Sent{}
 	keyOf := map[string]string{}
 	for _, s := range sent {
-		ref := msgRef{s.Key, s.ID}
-		if _, dup := bySent[ref]; !dup { // a message posted twice counts from its first POST
-			bySent[ref] = s
+		if _, dup := bySent[s.Ref()]; !dup { // a message posted twice counts from its first POST
+			bySent[s.Ref()] = s
 		}
 		keyOf[s.ID] = s.Key
 	}
 
-	first := map[string]delivery{}
-	var batches []delivery
-	for _, d := range ds {
-		if !d.ok() {
+	first := map[string]Received{}
+	var batches []Received
+	for _, d := range rs {
+		if !d.OK() {
 			continue
 		}
 		if f, seen := first[d.Batch.BatchID]; seen {
-			if !sameBatch(f.Batch, d.Batch) {
-				fail("batch %s redelivered with other contents: %v then %v", d.Batch.BatchID, ids(f.Batch), ids(d.Batch))
+			if !SameBatch(f.Batch, d.Batch) {
+				fail("batch %s redelivered with other contents: %v then %v", d.Batch.BatchID, IDs(f.Batch), IDs(d.Batch))
 			}
 			continue
 		}
@@ -124,7 +140,7 @@ func assertExactlyOnce(t testing.TB, sent []sentMsg, ds []delivery) bool {
 		batches = append(batches, d)
 	}
 
-	in := map[msgRef]string{} // message -> batch id
+	in := map[Ref]string{} // message -> batch id
 	byKey := map[string][]batch.Batch{}
 	for _, d := range batches {
 		bt := d.Batch
@@ -136,7 +152,7 @@ func assertExactlyOnce(t testing.TB, sent []sentMsg, ds []delivery) bool {
 		}
 		byKey[bt.Key] = append(byKey[bt.Key], bt)
 		for _, m := range bt.Messages {
-			ref := msgRef{bt.Key, m.ID}
+			ref := Ref{bt.Key, m.ID}
 			s, known := bySent[ref]
 			switch {
 			case !known && keyOf[m.ID] != "":
@@ -156,7 +172,7 @@ func assertExactlyOnce(t testing.TB, sent []sentMsg, ds []delivery) bool {
 	}
 	for ref := range bySent {
 		if _, ok := in[ref]; !ok {
-			fail("accepted message %s of %q is in no batch (lost)", ref.id, ref.key)
+			fail("accepted message %s of %q is in no batch (lost)", ref.ID, ref.Key)
 		}
 	}
 
@@ -167,11 +183,11 @@ func assertExactlyOnce(t testing.TB, sent []sentMsg, ds []delivery) bool {
 			}
 		}
 		sort.Slice(bs, func(i, j int) bool { return bs[i].Generation < bs[j].Generation })
-		var order []sentMsg
+		var order []Sent
 		var where []string
 		for _, bt := range bs {
 			for _, m := range bt.Messages {
-				if s, ok := bySent[msgRef{key, m.ID}]; ok {
+				if s, ok := bySent[Ref{key, m.ID}]; ok {
 					order = append(order, s)
 					where = append(where, bt.BatchID)
 				}
@@ -189,32 +205,14 @@ func assertExactlyOnce(t testing.TB, sent []sentMsg, ds []delivery) bool {
 	return errs == 0
 }
 
-// sameBatch reports whether two deliveries carry the same batch.
-func sameBatch(a, b batch.Batch) bool {
+// SameBatch reports whether two requests carry the same batch.
+func SameBatch(a, b batch.Batch) bool {
 	return a.Key == b.Key && a.Generation == b.Generation && a.Reason == b.Reason &&
-		slices.Equal(ids(a), ids(b))
+		slices.Equal(IDs(a), IDs(b))
 }
 
-// texts lists the message texts of a batch.
-func texts(b batch.Batch) []string {
-	out := make([]string, len(b.Messages))
-	for i, m := range b.Messages {
-		out[i] = m.Text
-	}
-	return out
-}
-
-// sentTexts lists the texts of sent messages.
-func sentTexts(sent []sentMsg) []string {
-	out := make([]string, len(sent))
-	for i, s := range sent {
-		out[i] = s.Text
-	}
-	return out
-}
-
-// parseTime reads a batch time.
-func parseTime(t testing.TB, s string) time.Time {
+// ParseTime reads a batch time.
+func ParseTime(t testing.TB, s string) time.Time {
 	t.Helper()
 	at, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
@@ -222,6 +220,3 @@ func parseTime(t testing.TB, s string) time.Time {
 	}
 	return at
 }
-
-// msgText is the text of message i of key, unique across the suite's keys.
-func msgText(key string, i int) string { return fmt.Sprintf("%s says #%d", key, i) }

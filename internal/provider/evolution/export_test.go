@@ -1,0 +1,4 @@
+package evolution
+
+// NormalizeEvent exposes normalizeEvent to the tests of package evolution_test.
+var NormalizeEvent = normalizeEvent

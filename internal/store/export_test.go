@@ -1,0 +1,24 @@
+package store
+
+import (
+	"context"
+
+	"github.com/lullhq/lull/internal/keys"
+)
+
+// Test-only access, for the store_test package.
+
+// Keys is the store's key space.
+func (b *Store) Keys() keys.Space { return b.keys }
+
+// Flush claims one conversation (FlushDue for one key).
+func (b *Store) Flush(ctx context.Context, key, owner string) (*Claim, FlushResult, error) {
+	f := b.FlushDue(ctx, []string{key}, owner)[0]
+	return f.Claim, f.Result, f.Err
+}
+
+// Renew extends the claim's lease once, counting nothing.
+func (c *Claim) Renew(ctx context.Context) error {
+	_, err := c.renew(ctx, 0)
+	return err
+}
