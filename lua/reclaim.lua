@@ -1,6 +1,7 @@
 -- reclaim.lua: take over a batch whose lease expired (its worker died or hung),
 -- to deliver the same batch again. Exactly one caller wins. The take-over
--- counts the next delivery attempt.
+-- counts nothing: the new owner counts its attempt when its delivery begins
+-- (renew.lua), so a take-over it does not deliver counts no attempt.
 --
 -- KEYS[1] inflight  <ns>:{sNN}:inflight      ZSET conversation key -> lease expiry (Unix ms)
 -- KEYS[2] batch     <ns>:{sNN}:batch:<key>   HASH the claimed batch
@@ -12,7 +13,7 @@
 --
 -- Returns one of
 --   {1, generation, reason, flushed_at, attempt, messages}  reclaimed; messages is a
---                 JSON array, attempt the count including this new attempt
+--                 JSON array, attempt the delivery attempts counted so far
 --   {0, "held"}  the lease has not expired (or is gone)
 --   {0, "gone"}  a lease without a batch; the lease was removed
 local inflight_key, batch_key = KEYS[1], KEYS[2]
@@ -29,6 +30,5 @@ if not b[1] then
   return {0, 'gone'}
 end
 redis.call('HSET', batch_key, 'owner', owner)
-local attempt = redis.call('HINCRBY', batch_key, 'attempt', 1)
 redis.call('ZADD', inflight_key, now + lease, conv)
-return {1, tonumber(b[1]), b[2], tonumber(b[3]), attempt, b[5]}
+return {1, tonumber(b[1]), b[2], tonumber(b[3]), tonumber(b[4]), b[5]}

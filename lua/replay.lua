@@ -1,5 +1,5 @@
 -- replay.lua: put a dead-lettered batch back in flight, with its batch id and
--- messages unchanged, for the next worker's recoverer to deliver at once.
+-- messages unchanged, for the next worker's reclaimer to deliver at once.
 --
 -- KEYS[1] dead      <ns>:{sNN}:dead             ZSET batch id -> dead-lettered at (Unix ms)
 -- KEYS[2] record    <ns>:{sNN}:dead:<batch id>  HASH the dead-lettered batch

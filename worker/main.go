@@ -19,7 +19,6 @@ import (
 	"github.com/lullhq/lull/internal/delivery"
 	"github.com/lullhq/lull/internal/health"
 	"github.com/lullhq/lull/internal/queue"
-	"github.com/lullhq/lull/internal/reclaimer"
 	"github.com/lullhq/lull/internal/redisconn"
 	"github.com/lullhq/lull/internal/scheduler"
 	"github.com/lullhq/lull/internal/sink"
@@ -64,12 +63,16 @@ func run() int {
 			log.Warn("closing sinks", "err", err)
 		}
 	}()
-	// Connect waits for a Redis that is down; config has checked the URL,
-	// so it fails only when the worker is stopped while waiting.
+	// Connect waits for a Redis that is down, so it fails when the worker
+	// is stopped while waiting, or for a URL the client refuses.
 	redis, err := redisconn.Connect(ctx, cfg.RedisURL, log)
 	if err != nil {
-		log.Info("stopped before redis was reachable", "err", err)
-		return 0
+		if ctx.Err() != nil {
+			log.Info("stopped before redis was reachable", "err", err)
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "config: REDIS_URL:", err)
+		return 2
 	}
 	defer redis.Close()
 
@@ -87,7 +90,7 @@ func run() int {
 		Logger:      log,
 	})
 	sched := scheduler.New(st, deliverer.Deliver, scheduler.Options{Owner: owner, Interval: cfg.PollInterval, Logger: log})
-	reclaim := reclaimer.New(st, deliverer.Deliver, reclaimer.Options{Owner: owner, Interval: cfg.PollInterval, Logger: log})
+	reclaim := scheduler.NewReclaimer(st, deliverer.Deliver, scheduler.Options{Owner: owner, Interval: cfg.PollInterval, Logger: log})
 	app := appender.New(st, appender.Options{Logger: log})
 	consumer, err := queue.NewConsumer(cfg.AMQPURL, cfg.Namespace, func(m queue.Message) { app.Handle(m.Body, m) }, queue.ConsumerOptions{
 		Prefetch: cfg.Prefetch,

@@ -89,9 +89,10 @@ func New(buf *store.Store, opts Options) *Appender {
 }
 
 // Start launches the lanes and returns at once. They run until Stop (or the
-// end of ctx): then each lane finishes the message it is processing (a
-// Redis change still failing is requeued rather than retried), and what the
-// lanes still hold, or Handle is still trying to queue, is requeued.
+// end of ctx): then each lane finishes the Redis call under way for the
+// message it is processing (a change still failing is requeued rather than
+// retried), and what the lanes still hold, or Handle is still trying to
+// queue, is requeued.
 func (a *Appender) Start(ctx context.Context) error {
 	ctx, ok, started, stopped := a.StartInit(ctx)
 	if !ok {
@@ -202,7 +203,10 @@ func (a *Appender) outcome(ctx context.Context, j job) (o queue.Outcome) {
 		return queue.Reject
 	}
 	for attempt := 1; ; attempt++ {
-		err := apply(ctx)
+		// The call under way outlives a stop (the store bounds it by
+		// REDIS_TIMEOUT): a message being appended is finished and acked,
+		// not requeued half-way.
+		err := apply(context.WithoutCancel(ctx))
 		if err == nil {
 			return queue.Ack
 		}

@@ -12,9 +12,44 @@ import (
 
 // Tests here set environment variables, so they do not run in parallel.
 
-func TestLoad_DefaultsMatchTheContract(t *testing.T) {
+// setenv sets the variables of kv, name and value pairs, for the test.
+func setenv(t *testing.T, kv ...string) {
+	t.Helper()
+	for i := 0; i+1 < len(kv); i += 2 {
+		t.Setenv(kv[i], kv[i+1])
+	}
+}
+
+// load sets the variables of kv (name and value pairs) and loads the
+// configuration, which must be valid.
+func load(t *testing.T, kv ...string) config.Config {
+	t.Helper()
+	setenv(t, kv...)
 	c, err := config.Load()
 	require.NoError(t, err)
+	return c
+}
+
+// loadErr sets the variables of kv (name and value pairs) and returns the
+// error loading the configuration gives.
+func loadErr(t *testing.T, kv ...string) error {
+	t.Helper()
+	setenv(t, kv...)
+	_, err := config.Load()
+	return err
+}
+
+// requireRejected checks that loading with the variables of kv fails with
+// an error naming want.
+func requireRejected(t *testing.T, want string, kv ...string) {
+	t.Helper()
+	err := loadErr(t, kv...)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), want)
+}
+
+func TestLoad_DefaultsMatchTheContract(t *testing.T) {
+	c := load(t)
 	require.Equal(t, ":8000", c.HTTPAddr)
 	require.Equal(t, "redis://127.0.0.1:6379/0", c.RedisURL)
 	require.Equal(t, "amqp://guest:guest@127.0.0.1:5672/", c.AMQPURL)
@@ -26,30 +61,22 @@ func TestLoad_DefaultsMatchTheContract(t *testing.T) {
 }
 
 func TestLoad_SeedNamesAreFallbacks(t *testing.T) {
-	t.Setenv("REDIS_HOST", "redis.internal")
-	t.Setenv("REDIS_PORT", "16985")
-	t.Setenv("REDIS_USER", "default")
-	t.Setenv("REDIS_PASS", "s3cr3t")
-	t.Setenv("CELERY_BROKER", "amqp://u:p@rabbit:5672/vh")
-	c, err := config.Load()
-	require.NoError(t, err)
+	c := load(t,
+		"REDIS_HOST", "redis.internal",
+		"REDIS_PORT", "16985",
+		"REDIS_USER", "default",
+		"REDIS_PASS", "s3cr3t",
+		"CELERY_BROKER", "amqp://u:p@rabbit:5672/vh")
 	require.Equal(t, "redis://default:s3cr3t@redis.internal:16985/0", c.RedisURL)
 	require.Equal(t, "amqp://u:p@rabbit:5672/vh", c.AMQPURL)
 
-	t.Setenv("REDIS_URL", "redis://other:6379/1")
-	t.Setenv("AMQP_URL", "amqp://x:y@z:5672/")
-	c, err = config.Load()
-	require.NoError(t, err)
+	c = load(t, "REDIS_URL", "redis://other:6379/1", "AMQP_URL", "amqp://x:y@z:5672/")
 	require.Equal(t, "redis://other:6379/1", c.RedisURL, "the URL form wins")
 	require.Equal(t, "amqp://x:y@z:5672/", c.AMQPURL)
 }
 
 func TestLoad_ListsAndZeroCap(t *testing.T) {
-	t.Setenv("SINKS", "log, http")
-	t.Setenv("CALLBACK_URL", "http://127.0.0.1:9000/batches")
-	t.Setenv("MAX_WAIT", "0")
-	c, err := config.Load()
-	require.NoError(t, err)
+	c := load(t, "SINKS", "log, http", "CALLBACK_URL", "http://127.0.0.1:9000/batches", "MAX_WAIT", "0")
 	require.Equal(t, []string{"log", "http"}, c.Sinks)
 	require.Zero(t, c.MaxWait)
 }
@@ -93,12 +120,11 @@ func TestLoad_BadValuesNameTheVariable(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.want+"="+strings.Join(values(tt.env), ","), func(t *testing.T) {
+			var kv []string
 			for k, v := range tt.env {
-				t.Setenv(k, v)
+				kv = append(kv, k, v)
 			}
-			_, err := config.Load()
-			require.Error(t, err)
-			require.Contains(t, err.Error(), tt.want)
+			requireRejected(t, tt.want, kv...)
 		})
 	}
 }
@@ -117,34 +143,27 @@ func TestLoad_PasswordsAreNotPrinted(t *testing.T) {
 		"REDIS_URL": "redis://default:hunter2@redis:6379/abc",
 	} {
 		t.Run(name, func(t *testing.T) {
-			t.Setenv(name, value)
-			_, err := config.Load()
+			err := loadErr(t, name, value)
 			require.ErrorContains(t, err, name)
 			require.NotContains(t, err.Error(), "hunter2")
 		})
 	}
 	// '#' in the password: the URL does not parse, which is when a naive
 	// redaction gives up and prints it whole.
-	t.Setenv("AMQP_URL", "amqp://guest:SECRET#PW@host/")
-	_, err := config.Load()
+	err := loadErr(t, "AMQP_URL", "amqp://guest:SECRET#PW@host/")
 	require.ErrorContains(t, err, "AMQP_URL")
 	require.NotContains(t, err.Error(), "SECRET")
 	require.NotContains(t, err.Error(), "PW")
 }
 
 func TestLoad_CallbackTokenIsNotPrinted(t *testing.T) {
-	t.Setenv("SINKS", "http")
-	t.Setenv("CALLBACK_URL", "ftp://bot.example/cb?token=hunter2")
-	_, err := config.Load()
+	err := loadErr(t, "SINKS", "http", "CALLBACK_URL", "ftp://bot.example/cb?token=hunter2")
 	require.ErrorContains(t, err, "CALLBACK_URL")
 	require.NotContains(t, err.Error(), "hunter2")
 }
 
 func TestLoad_SinkNamesAreCaseInsensitive(t *testing.T) {
-	t.Setenv("SINKS", "LOG, Http")
-	t.Setenv("CALLBACK_URL", "http://127.0.0.1:9000/batches")
-	c, err := config.Load()
-	require.NoError(t, err)
+	c := load(t, "SINKS", "LOG, Http", "CALLBACK_URL", "http://127.0.0.1:9000/batches")
 	require.Equal(t, []string{"log", "http"}, c.Sinks)
 }
 
@@ -156,22 +175,50 @@ func TestLoad_ClusterAndUnixRedisURLs(t *testing.T) {
 		"redis://redis.internal/0",
 		"unix:///run/redis.sock",
 	} {
-		t.Setenv("REDIS_URL", u)
-		_, err := config.Load()
-		require.NoError(t, err, u)
+		require.NoError(t, loadErr(t, "REDIS_URL", u), u)
 	}
 }
 
 func TestLoad_ImmediateFlushPerProvider(t *testing.T) {
-	t.Setenv("IMMEDIATE_FLUSH_TWILIO", "none")
-	t.Setenv("IMMEDIATE_FLUSH_WHATSAPP", "media,command")
-	c, err := config.Load()
-	require.NoError(t, err)
+	c := load(t, "IMMEDIATE_FLUSH_TWILIO", "none", "IMMEDIATE_FLUSH_WHATSAPP", "media,command")
 	rs, err := c.FlushRules()
 	require.NoError(t, err)
 	require.Len(t, rs.BySource, 2)
 
-	t.Setenv("IMMEDIATE_FLUSH_EVOLUTION", "typing")
-	_, err = config.Load()
+	err = loadErr(t, "IMMEDIATE_FLUSH_EVOLUTION", "typing")
 	require.ErrorContains(t, err, "IMMEDIATE_FLUSH_EVOLUTION")
+}
+
+func TestLoad_DeadLetterRetention(t *testing.T) {
+	c := load(t)
+	require.Equal(t, 720*time.Hour, c.DeadLetterTTL)
+	require.Equal(t, 10000, c.DeadLetterMax)
+
+	for _, bad := range [][2]string{
+		{"DEAD_LETTER_TTL", "0s"},
+		{"DEAD_LETTER_TTL", "-1h"},
+		{"DEAD_LETTER_TTL", "1ns"},
+		{"DEAD_LETTER_TTL", "87600h"}, // over RabbitMQ's largest x-message-ttl
+		{"DEAD_LETTER_MAX", "0"},
+		{"DEAD_LETTER_MAX", "-5"},
+	} {
+		t.Run(bad[0]+"="+bad[1], func(t *testing.T) {
+			requireRejected(t, bad[0], bad[0], bad[1])
+		})
+	}
+}
+
+func TestLoad_HealthAddr(t *testing.T) {
+	c := load(t)
+	require.Empty(t, c.HealthAddr, "off unless set")
+
+	for _, ok := range []string{":8081", "127.0.0.1:8081", "[::1]:8081", "localhost:0"} {
+		t.Setenv("HEALTH_ADDR", ok)
+		c, err := config.Load()
+		require.NoError(t, err, ok)
+		require.Equal(t, ok, c.HealthAddr)
+	}
+	for _, bad := range []string{"8081", "localhost", "host:port", ":70000", "::1:8081"} {
+		require.ErrorContains(t, loadErr(t, "HEALTH_ADDR", bad), "HEALTH_ADDR", bad)
+	}
 }

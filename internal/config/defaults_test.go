@@ -94,8 +94,7 @@ func envFields(c *config.Config) map[string]reflect.Value {
 // from other variables).
 func TestDefaults_MatchTheREADME(t *testing.T) {
 	documented := readmeDefaults(t)
-	loaded, err := config.Load()
-	require.NoError(t, err)
+	loaded := load(t)
 	defaults := config.Defaults()
 	fields, loadedFields := envFields(&defaults), envFields(&loaded)
 
@@ -147,8 +146,7 @@ func requireValue(t *testing.T, name, doc string, value any) {
 // TestLoad_EmptyEnvironmentIsDefaults: Load of an empty environment is
 // Defaults with the derived values filled in.
 func TestLoad_EmptyEnvironmentIsDefaults(t *testing.T) {
-	c, err := config.Load()
-	require.NoError(t, err)
+	c := load(t)
 	want := config.Defaults()
 	want.BatchExchange, want.BatchQueue = "lull.batches", "lull.batches"
 	require.Equal(t, want, c)
@@ -158,27 +156,23 @@ func TestLoad_EmptyEnvironmentIsDefaults(t *testing.T) {
 // set but empty variable reads as unset; NAMESPACE alone is refused (see
 // TestLoad_BadValuesNameTheVariable).
 func TestLoad_EmptyVariableMeansTheDefault(t *testing.T) {
-	want, err := config.Load()
-	require.NoError(t, err)
+	want := load(t)
 	for name := range envFields(&want) {
 		if name != "NAMESPACE" {
 			t.Setenv(name, "")
 		}
 	}
-	c, err := config.Load()
-	require.NoError(t, err)
-	require.Equal(t, want, c)
+	require.Equal(t, want, load(t))
 }
 
 // TestLoad_VariablesOverrideDefaults: a set variable replaces the default
 // whole, lists and booleans included.
 func TestLoad_VariablesOverrideDefaults(t *testing.T) {
-	t.Setenv("SINKS", "log,amqp")
-	t.Setenv("IMMEDIATE_FLUSH", "media")
-	t.Setenv("WEBHOOK_GENERIC", "false")
-	t.Setenv("CELERY_TASK", "app.tasks.batch")
-	c, err := config.Load()
-	require.NoError(t, err)
+	c := load(t,
+		"SINKS", "log,amqp",
+		"IMMEDIATE_FLUSH", "media",
+		"WEBHOOK_GENERIC", "false",
+		"CELERY_TASK", "app.tasks.batch")
 	require.Equal(t, []string{"log", "amqp"}, c.Sinks)
 	require.Equal(t, []string{"media"}, c.ImmediateFlush)
 	require.False(t, c.WebhookGeneric)
@@ -196,19 +190,15 @@ func TestDefaults_AreValid(t *testing.T) {
 }
 
 func TestLoad_EvolutionHeaderIsChecked(t *testing.T) {
-	t.Setenv("EVOLUTION_HEADER", "X-Lull-Token: s3cret-value")
-	c, err := config.Load()
-	require.NoError(t, err)
+	c := load(t, "EVOLUTION_HEADER", "X-Lull-Token: s3cret-value")
 	require.Equal(t, "X-Lull-Token: s3cret-value", c.EvolutionHeader)
 
-	t.Setenv("EVOLUTION_HEADER", "s3cret-value")
-	_, err = config.Load()
+	err := loadErr(t, "EVOLUTION_HEADER", "s3cret-value")
 	require.EqualError(t, err, `config: EVOLUTION_HEADER: must be "Name: value"`)
 }
 
 func TestLoad_SinkProblemsNameTheVariable(t *testing.T) {
-	t.Setenv("SINKS", "kafka,log,LOG,http")
-	_, err := config.Load()
+	err := loadErr(t, "SINKS", "kafka,log,LOG,http")
 	require.ErrorContains(t, err, `config: SINKS: sink "kafka": unknown (known: log, http, amqp, celery)`)
 	require.ErrorContains(t, err, `sink "log": listed twice`)
 	require.ErrorContains(t, err, "config: CALLBACK_URL: is required, when SINKS has http")

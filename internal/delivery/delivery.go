@@ -73,6 +73,10 @@ func New(opts Options) *Deliverer {
 // another worker to re-drive.
 func (d *Deliverer) Deliver(ctx context.Context, c *store.Claim) bool {
 	id := c.ID()
+	if ctx.Err() != nil {
+		d.release(c) // shutting down: another worker re-drives it at once
+		return false
+	}
 	d.mu.Lock()
 	if _, dup := d.running[id]; dup {
 		d.mu.Unlock()
@@ -83,9 +87,18 @@ func (d *Deliverer) Deliver(ctx context.Context, c *store.Claim) bool {
 	d.running[id] = struct{}{}
 	d.mu.Unlock()
 
+	slot := false
 	select {
 	case d.sem <- struct{}{}:
+		slot = true
 	case <-ctx.Done():
+	}
+	// A free slot and the end of ctx may come together (select picks
+	// either): the end wins.
+	if ctx.Err() != nil {
+		if slot {
+			<-d.sem
+		}
 		d.release(c)
 		d.finished(id)
 		return false
@@ -141,6 +154,14 @@ func (d *Deliverer) run(ctx context.Context, c *store.Claim, leave func()) {
 	// first, or a renewal could undo it.
 	release := func() { stopKeeping(); <-kept; d.release(c) }
 
+	if ctx.Err() != nil {
+		release() // shutting down before the first attempt
+		return
+	}
+	if err := c.Begin(ctx); err != nil {
+		d.ended(c, err, log, leave, release)
+		return
+	}
 	if c.Unreadable != nil {
 		d.giveUp(held, c, sink.Permanent(c.Unreadable), log)
 		return
@@ -156,11 +177,7 @@ func (d *Deliverer) run(ctx context.Context, c *store.Claim, leave func()) {
 			return
 		case errors.Is(err, store.ErrLeaseRunOut):
 			log.Warn("delivered batch not committed: redis unreachable for longer than the lease; it will be delivered again", "err", err)
-			// This worker's reclaimer may have taken the batch over just
-			// now and been refused, as it still ran here: leave the running
-			// set first, then release it (if Redis is back) so it is
-			// re-driven at once instead of after another lease.
-			leave()
+			leave() // as in ended
 			release()
 			return
 		case sink.IsPermanent(err) || c.Batch.Attempt >= d.opts.MaxAttempts:
@@ -173,27 +190,42 @@ func (d *Deliverer) run(ctx context.Context, c *store.Claim, leave func()) {
 			wait = min(ra, d.opts.Retry.Max)
 		}
 		log.Warn("delivery failed, retrying", "err", err, "attempt", c.Batch.Attempt, "retry_in", wait.Round(time.Millisecond))
-		if err := backoff.Sleep(ctx, wait); err != nil {
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
 			release() // shutting down
 			return
-		}
-		if held.Err() != nil {
+		case <-held.Done():
+			timer.Stop()
 			log.Info("batch taken over by another worker", "err", context.Cause(held))
 			return
+		case <-timer.C:
 		}
 		if _, err := c.NextAttempt(ctx); err != nil {
-			switch {
-			case errors.Is(err, store.ErrLost):
-				log.Info("batch taken over by another worker", "err", err)
-			case errors.Is(err, store.ErrLeaseRunOut):
-				log.Warn("redis unreachable for longer than the lease; the batch will be re-driven once it is back", "err", err)
-				leave()
-				release()
-			default: // ctx ended while Redis was failing
-				release()
-			}
+			d.ended(c, err, log, leave, release)
 			return
 		}
+	}
+}
+
+// ended handles the error of a claim call made before an attempt (Begin,
+// NextAttempt): the batch was lost, Redis was unreachable for the whole
+// lease, or ctx ended (shutting down).
+func (d *Deliverer) ended(c *store.Claim, err error, log *slog.Logger, leave, release func()) {
+	switch {
+	case errors.Is(err, store.ErrLost):
+		log.Info("batch taken over by another worker", "err", err)
+	case errors.Is(err, store.ErrLeaseRunOut):
+		log.Warn("redis unreachable for longer than the lease; the batch will be re-driven once it is back", "err", err)
+		// This worker's reclaimer may have taken the batch over just now
+		// and been refused, as it still ran here: leave the running set
+		// first, then release it (if Redis is back) so it is re-driven at
+		// once instead of after another lease.
+		leave()
+		release()
+	default:
+		release()
 	}
 }
 

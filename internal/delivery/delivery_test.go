@@ -3,6 +3,7 @@ package delivery_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -86,13 +87,46 @@ func (tb testBundle) claim(t *testing.T, key string) *store.Claim {
 	return c
 }
 
-func (tb testBundle) deliverer(maxAttempts int) *delivery.Deliverer {
-	return delivery.New(delivery.Options{
-		Sinks:       []sink.Sink{tb.sink},
+// newDeliverer is the tests' deliverer to s: 4 at once, retries after
+// 10-20ms, up to maxAttempts attempts; mods change these options.
+func newDeliverer(s sink.Sink, maxAttempts int, mods ...func(*delivery.Options)) *delivery.Deliverer {
+	opts := delivery.Options{
+		Sinks:       []sink.Sink{s},
 		Concurrency: 4,
 		Retry:       backoff.Policy{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond},
 		MaxAttempts: maxAttempts,
-	})
+	}
+	for _, m := range mods {
+		m(&opts)
+	}
+	return delivery.New(opts)
+}
+
+// logTo has a deliverer log to rec.
+func logTo(rec *logs) func(*delivery.Options) {
+	return func(o *delivery.Options) { o.Logger = slog.New(rec) }
+}
+
+func (tb testBundle) deliverer(maxAttempts int, mods ...func(*delivery.Options)) *delivery.Deliverer {
+	return newDeliverer(tb.sink, maxAttempts, mods...)
+}
+
+// deliverAll delivers c with a deliverer of up to maxAttempts attempts and
+// waits for the delivery to end.
+func (tb testBundle) deliverAll(t *testing.T, c *store.Claim, maxAttempts int) {
+	t.Helper()
+	d := tb.deliverer(maxAttempts)
+	d.Deliver(context.Background(), c)
+	wait(t, d)
+}
+
+// deadLetter is the one dead letter in the store.
+func (tb testBundle) deadLetter(t *testing.T) store.Dead {
+	t.Helper()
+	dead, err := tb.buf.DeadLetters(context.Background())
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	return dead[0]
 }
 
 // wait waits for every delivery d started to end.
@@ -111,9 +145,7 @@ func TestDeliver_RetriesThenCommits(t *testing.T) {
 		return nil
 	})
 	c := tb.claim(t, "u1")
-	d := tb.deliverer(10)
-	d.Deliver(context.Background(), c)
-	wait(t, d)
+	tb.deliverAll(t, c, 10)
 	got := tb.sink.got()
 	require.Len(t, got, 3)
 	for i, b := range got {
@@ -127,38 +159,23 @@ func TestDeliver_RetriesThenCommits(t *testing.T) {
 
 func TestDeliver_PermanentFailureIsDeadLetteredAtOnce(t *testing.T) {
 	tb := setup(t, func(int) error { return sink.Permanent(errors.New("status 400")) })
-	c := tb.claim(t, "u1")
-	d := tb.deliverer(10)
-	d.Deliver(context.Background(), c)
-	wait(t, d)
+	tb.deliverAll(t, tb.claim(t, "u1"), 10)
 	require.Len(t, tb.sink.got(), 1)
-	dead, err := tb.buf.DeadLetters(context.Background())
-	require.NoError(t, err)
-	require.Len(t, dead, 1)
-	require.Contains(t, dead[0].Error, "status 400")
+	require.Contains(t, tb.deadLetter(t).Error, "status 400")
 }
 
 func TestDeliver_DeadLetteredAfterMaxAttempts(t *testing.T) {
 	tb := setup(t, func(int) error { return errors.New("status 503") })
-	c := tb.claim(t, "u1")
-	d := tb.deliverer(4)
-	d.Deliver(context.Background(), c)
-	wait(t, d)
+	tb.deliverAll(t, tb.claim(t, "u1"), 4)
 	require.Len(t, tb.sink.got(), 4)
-	dead, err := tb.buf.DeadLetters(context.Background())
-	require.NoError(t, err)
-	require.Len(t, dead, 1)
-	require.Equal(t, 4, dead[0].Batch.Attempt)
+	require.Equal(t, 4, tb.deadLetter(t).Batch.Attempt)
 }
 
 func TestDeliver_ShutdownReleasesTheBatch(t *testing.T) {
 	tb := setup(t, func(int) error { return errors.New("receiver down") })
 	c := tb.claim(t, "u1")
-	d := delivery.New(delivery.Options{
-		Sinks:       []sink.Sink{tb.sink},
-		Concurrency: 4,
-		Retry:       backoff.Policy{Min: time.Hour, Max: time.Hour}, // parks in backoff
-		MaxAttempts: 10,
+	d := tb.deliverer(10, func(o *delivery.Options) {
+		o.Retry = backoff.Policy{Min: time.Hour, Max: time.Hour} // parks in backoff
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	d.Deliver(ctx, c)

@@ -14,7 +14,6 @@ import (
 	"github.com/lullhq/lull/internal/batch"
 	"github.com/lullhq/lull/internal/delivery"
 	"github.com/lullhq/lull/internal/keys"
-	"github.com/lullhq/lull/internal/sink"
 	"github.com/lullhq/lull/internal/store"
 	"github.com/lullhq/lull/internal/testenv"
 )
@@ -74,11 +73,9 @@ func TestDeliver_RedisOOMThenRecoveryDeliversWithinSeconds(t *testing.T) {
 	require.NoError(t, err)
 
 	r.RefuseWrites(t)
-	d := delivery.New(delivery.Options{
-		Sinks:       []sink.Sink{tb.sink},
-		Concurrency: 1, // the scheduler needs the slot the failing delivery holds
-		Retry:       backoff.Policy{Min: 50 * time.Millisecond, Max: 100 * time.Millisecond},
-		MaxAttempts: 10,
+	d := tb.deliverer(10, func(o *delivery.Options) {
+		o.Concurrency = 1 // the scheduler needs the slot the failing delivery holds
+		o.Retry = backoff.Policy{Min: 50 * time.Millisecond, Max: 100 * time.Millisecond}
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -127,13 +124,7 @@ func TestDeliver_SameBatchNeverRunsTwiceAtOnce(t *testing.T) {
 	c := tb.claim(t, "u1")
 	g := &gated{open: make(chan struct{})}
 	rec := &logs{}
-	d := delivery.New(delivery.Options{
-		Sinks:       []sink.Sink{g},
-		Concurrency: 4,
-		Retry:       backoff.Policy{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond},
-		MaxAttempts: 10,
-		Logger:      slog.New(rec),
-	})
+	d := newDeliverer(g, 10, logTo(rec))
 	ctx := context.Background()
 	require.True(t, d.Deliver(ctx, c))
 	require.Eventually(t, func() bool { return g.entered.Load() == 1 }, 2*time.Second, 5*time.Millisecond)
@@ -177,13 +168,7 @@ func TestDeliver_CommitRetryAfterLostReplyIsSuccess(t *testing.T) {
 		return err
 	}
 	rec := &logs{}
-	d := delivery.New(delivery.Options{
-		Sinks:       []sink.Sink{tb.sink},
-		Concurrency: 4,
-		Retry:       backoff.Policy{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond},
-		MaxAttempts: 10,
-		Logger:      slog.New(rec),
-	})
+	d := tb.deliverer(10, logTo(rec))
 	require.True(t, d.Deliver(context.Background(), c))
 	wait(t, d)
 	require.Len(t, tb.sink.got(), 1, "delivered once, not retried")
@@ -216,13 +201,7 @@ func TestDeliver_FrozenRedisEndsTheDeliveryAfterTheLease(t *testing.T) {
 			tb := testBundle{buf: buf, sink: &scripted{fail: tt.fail}, client: r.Client, keys: keys.New(ns)}
 			c := tb.claim(t, "u1")
 			rec := &logs{}
-			d := delivery.New(delivery.Options{
-				Sinks:       []sink.Sink{tb.sink},
-				Concurrency: 4,
-				Retry:       backoff.Policy{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond},
-				MaxAttempts: 10,
-				Logger:      slog.New(rec),
-			})
+			d := tb.deliverer(10, logTo(rec))
 			r.Freeze(t)
 			start := time.Now()
 			require.True(t, d.Deliver(context.Background(), c))

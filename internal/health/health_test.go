@@ -3,18 +3,13 @@ package health_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/require"
 
 	"github.com/lullhq/lull/internal/health"
@@ -73,7 +68,7 @@ func TestReadyz_StoppingIsNotReadyButAlive(t *testing.T) {
 // every write, so the worker can append nothing: not ready, and why.
 func TestReadyz_RedisOutOfMemory(t *testing.T) {
 	t.Parallel()
-	redis, _ := startRedisServer(t)
+	redis := testenv.StartRedisServer(t).Client
 	ctx := context.Background()
 	ns := testenv.Namespace(t, "health")
 	h := health.New(health.Options{Redis: redis, Namespace: ns}).Handler()
@@ -94,10 +89,10 @@ func TestReadyz_RedisOutOfMemory(t *testing.T) {
 
 func TestReadyz_RedisDown(t *testing.T) {
 	t.Parallel()
-	redis, stop := startRedisServer(t)
+	srv := testenv.StartRedisServer(t)
 	ns := testenv.Namespace(t, "health")
-	h := health.New(health.Options{Redis: redis, Namespace: ns, CheckTimeout: 300 * time.Millisecond}).Handler()
-	stop()
+	h := health.New(health.Options{Redis: srv.Client, Namespace: ns, CheckTimeout: 300 * time.Millisecond}).Handler()
+	srv.Kill()
 	start := time.Now()
 	code, body := get(t, h, "/readyz")
 	require.Equal(t, http.StatusServiceUnavailable, code)
@@ -176,48 +171,4 @@ func TestServer_StartReturnsTheBindError(t *testing.T) {
 	require.NoError(t, s.Start(context.Background()), "it can start once the port is free")
 	t.Cleanup(s.Stop)
 	require.Equal(t, http.StatusOK, getStatus(t, "http://"+s.Addr()+"/healthz"))
-}
-
-// startRedisServer runs a redis-server of the test's own on a free port (a
-// test may fill or stop it) and returns a client and a func that stops the
-// server. It fails under CI=true when redis-server is missing, else skips.
-func startRedisServer(t *testing.T) (rueidis.Client, func()) {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis-server is required under CI: %v", err)
-		}
-		t.Skipf("needs redis-server: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	require.NoError(t, ln.Close())
-	cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", port, "--dir", t.TempDir(),
-		"--save", "", "--appendonly", "no", "--daemonize", "no")
-	require.NoError(t, cmd.Start())
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	stop := func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	}
-	t.Cleanup(stop)
-
-	var client rueidis.Client
-	require.Eventually(t, func() bool {
-		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:" + port}, DisableCache: true})
-		if err != nil {
-			return false
-		}
-		client = c
-		return true
-	}, 10*time.Second, 20*time.Millisecond, "redis-server on port %s", port)
-	t.Cleanup(client.Close)
-	select {
-	case <-exited:
-		t.Fatal(errors.New("redis-server exited"))
-	default:
-	}
-	return client, stop
 }

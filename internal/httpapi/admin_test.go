@@ -54,8 +54,6 @@ func TestAdmin_DeadLettersListedAndReplayed(t *testing.T) {
 	ns := testenv.Namespace(t, "admin")
 	buf := store.New(testenv.Redis(t, ns), ns, storeOptions(func(o *store.Options) {
 		o.QuietWindow = time.Millisecond
-		o.MaxMessages = 100
-		o.DedupeWindow = time.Hour
 		o.TTL = time.Hour
 		o.Lease = time.Minute
 	}))
@@ -95,9 +93,6 @@ func TestAdmin_ManualFlush(t *testing.T) {
 	ns := testenv.Namespace(t, "admin")
 	buf := store.New(testenv.Redis(t, ns), ns, storeOptions(func(o *store.Options) {
 		o.QuietWindow = time.Hour
-		o.MaxMessages = 100
-		o.DedupeWindow = time.Hour
-		o.TTL = 24 * time.Hour
 		o.Lease = time.Minute
 	}))
 	tb := setup(t, testenv.AMQPURL(), func(o *httpapi.Options) { o.AdminToken, o.Admin = adminToken, buf })

@@ -34,7 +34,7 @@ func setup(t *testing.T, brokerURL string, mutate ...func(*httpapi.Options)) tes
 	ns := testenv.Namespace(t, "httpapi")
 	ctx := context.Background()
 	testenv.CleanupBroker(t, testenv.AMQPURL(), ns) // runs after the publisher's close
-	pub, err := queue.NewPublisher(ctx, brokerURL, ns, queue.PublisherOptions{ConfirmTimeout: 2 * time.Second})
+	pub, err := queue.NewPublisher(ctx, brokerURL, ns, queue.PublisherOptions{ConfirmTimeout: 2 * time.Second, Inbound: testenv.Topology()})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = pub.Close(ctx) })
 	if brokerURL == testenv.AMQPURL() {

@@ -92,8 +92,6 @@ func TestGeneric_FullConversationGets429(t *testing.T) {
 	ns := testenv.Namespace(t, "full")
 	buf := store.New(testenv.Redis(t, ns), ns, storeOptions(func(o *store.Options) {
 		o.QuietWindow = time.Hour
-		o.MaxMessages = 100
-		o.DedupeWindow = time.Hour
 		o.TTL = 2 * time.Hour
 		o.Lease = time.Minute
 	}))

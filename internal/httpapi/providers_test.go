@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lullhq/lull/internal/batch"
+	"github.com/lullhq/lull/internal/config"
 	"github.com/lullhq/lull/internal/hmacsig"
 	"github.com/lullhq/lull/internal/httpapi"
 	"github.com/lullhq/lull/internal/ingest"
@@ -351,7 +352,7 @@ func TestTwilio_NotConfiguredIs503(t *testing.T) {
 // IMMEDIATE_FLUSH applies to provider messages as to generic ones.
 func TestProviders_ImmediateFlushRulesApply(t *testing.T) {
 	tb := setup(t, testenv.AMQPURL(), configured, func(o *httpapi.Options) {
-		o.Rules.Default, _ = ingest.ParseRules(ingest.DefaultRules)
+		o.Rules.Default, _ = ingest.ParseRules(config.Defaults().ImmediateFlush)
 	})
 	body := fixture(t, "whatsapp", "interactive_button_reply.json")
 	code, _, resp := status(t, tb, request(http.MethodPost, "/webhook/whatsapp", "application/json", body,

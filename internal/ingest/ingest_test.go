@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lullhq/lull/internal/batch"
+	"github.com/lullhq/lull/internal/config"
 	"github.com/lullhq/lull/internal/ingest"
 )
 
@@ -202,7 +203,7 @@ func BenchmarkParseGeneric(b *testing.B) {
 
 func TestRuleSet_PerSourceOverridesTheDefault(t *testing.T) {
 	t.Parallel()
-	def, err := ingest.ParseRules(ingest.DefaultRules)
+	def, err := ingest.ParseRules(config.Defaults().ImmediateFlush)
 	require.NoError(t, err)
 	media, err := ingest.ParseRules([]string{"media"})
 	require.NoError(t, err)

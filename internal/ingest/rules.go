@@ -16,9 +16,6 @@ const (
 	RuleMedia       = "media"       // image, audio, video, document or sticker
 )
 
-// DefaultRules is IMMEDIATE_FLUSH's default.
-var DefaultRules = []string{RuleCommand, RuleInteractive}
-
 // Rules decides which messages flush at once.
 type Rules struct {
 	command, interactive, media bool

@@ -36,8 +36,9 @@ type ConsumerOptions struct {
 	// Logger receives connection events. Nil means slog.Default().
 	Logger *slog.Logger
 	// Inbound configures the topology declared on every (re)connect (the
-	// dead-letter queue's retention, see InboundTopology). Its Logger
-	// defaults to Logger.
+	// dead-letter queue's retention, see InboundTopology). Its
+	// DeadLetterTTL and DeadLetterMax are required (DEAD_LETTER_TTL,
+	// DEAD_LETTER_MAX); its Logger defaults to Logger.
 	Inbound TopologyOptions
 }
 
@@ -70,7 +71,8 @@ type Consumer struct {
 
 // NewConsumer returns a Consumer of namespace ns that passes every message
 // to handle; nothing happens until Start. It returns an error for a URL
-// that does not parse, a nil handle or a Prefetch out of range.
+// that does not parse, a nil handle, a Prefetch out of range or a missing
+// Inbound retention.
 func NewConsumer(url, ns string, handle Handler, opts ConsumerOptions) (*Consumer, error) {
 	if _, err := amqp.ParseURI(url); err != nil {
 		return nil, fmt.Errorf("consume %s: parse AMQP URL: %w", InboundQueue(ns), err)
@@ -80,6 +82,9 @@ func NewConsumer(url, ns string, handle Handler, opts ConsumerOptions) (*Consume
 	}
 	if opts.Prefetch < 1 || opts.Prefetch > maxPrefetch {
 		return nil, fmt.Errorf("consume %s: prefetch %d must be between 1 and %d", InboundQueue(ns), opts.Prefetch, maxPrefetch)
+	}
+	if err := opts.Inbound.validate(); err != nil {
+		return nil, fmt.Errorf("consume %s: Inbound: %w", InboundQueue(ns), err)
 	}
 	opts.DrainTimeout = valutil.ValOrDefault(opts.DrainTimeout, DefaultDrainTimeout)
 	opts.Logger = valutil.ValOrDefault(opts.Logger, slog.Default())

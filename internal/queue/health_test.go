@@ -20,24 +20,19 @@ import (
 // instead of after ConfirmTimeout, and recover when the alarm clears.
 func TestPublisher_MemoryAlarmIsNotReadyAndFailsFast(t *testing.T) {
 	url, node := testenv.StartRabbitNode(t)
-	ns := testenv.Namespace(t, "queue-alarm")
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	alarmed := &testBundle{
+		url: url,
+		ns:  testenv.Namespace(t, "queue-alarm"),
+		log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
 	const confirmTimeout = 5 * time.Second
-	p, err := queue.NewPublisher(context.Background(), url, ns, queue.PublisherOptions{
-		ConfirmTimeout: confirmTimeout, ProbeInterval: 200 * time.Millisecond, Logger: log,
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = p.Close(ctx)
-	})
-	require.Eventually(t, p.Ready, waitFor, 10*time.Millisecond, "publisher never became ready")
+	p := alarmed.publisher(t, queue.PublisherOptions{ConfirmTimeout: confirmTimeout, ProbeInterval: 200 * time.Millisecond})
 	publish(t, p, "before", `{}`)
 	require.Equal(t, queue.Health{Ready: true}, p.Health())
 	// A second publisher, to be closed while blocked.
-	closing, err := queue.NewPublisher(context.Background(), url, ns, queue.PublisherOptions{
-		ConfirmTimeout: confirmTimeout, ProbeInterval: 200 * time.Millisecond, Logger: log, Name: "lull-publisher-closing",
+	closing, err := queue.NewPublisher(context.Background(), url, alarmed.ns, queue.PublisherOptions{
+		ConfirmTimeout: confirmTimeout, ProbeInterval: 200 * time.Millisecond, Inbound: testenv.Topology(), Logger: alarmed.log,
+		Name: "lull-publisher-closing",
 	})
 	require.NoError(t, err)
 	require.Eventually(t, closing.Ready, waitFor, 10*time.Millisecond, "second publisher never became ready")
@@ -108,7 +103,7 @@ func TestPublisher_StalledLinkIsNotReadyUntilAConfirm(t *testing.T) {
 func TestPublisher_HealthSaysDisconnected(t *testing.T) {
 	t.Parallel()
 	p, err := queue.NewPublisher(context.Background(), "amqp://guest:guest@127.0.0.1:1/", "test-queue-health",
-		queue.PublisherOptions{ConfirmTimeout: testConfirmTimeout, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+		queue.PublisherOptions{ConfirmTimeout: testConfirmTimeout, Inbound: testenv.Topology(), Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	require.NoError(t, err)
 	require.Equal(t, queue.Health{Ready: false, Reason: "disconnected"}, p.Health())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -35,8 +35,9 @@ const (
 	defaultProbeInterval = 2 * time.Second
 )
 
-// PublisherOptions configures a Publisher. ConfirmTimeout is required;
-// other zero values mean the defaults.
+// PublisherOptions configures a Publisher. ConfirmTimeout is required, and
+// so is Inbound's retention when Topology is unset; other zero values mean
+// the defaults.
 type PublisherOptions struct {
 	// Channels is the number of confirm-mode channels shared by all
 	// Publish calls. Default 4.
@@ -57,7 +58,9 @@ type PublisherOptions struct {
 	// InboundTopology(ns, Inbound).
 	Topology Topology
 	// Inbound configures the default Topology (the dead-letter queue's
-	// retention); unused when Topology is set. Its Logger defaults to Logger.
+	// retention, DEAD_LETTER_TTL and DEAD_LETTER_MAX): required when
+	// Topology is unset, unused when it is set. Its Logger defaults to
+	// Logger.
 	Inbound TopologyOptions
 	// Name names the connection in the broker (rabbitmqctl
 	// list_connections client_properties, the management UI). Default
@@ -81,6 +84,11 @@ func (o *PublisherOptions) validate() error {
 	}
 	if o.ProbeInterval < 0 {
 		return fmt.Errorf("new publisher: ProbeInterval %s must not be negative", o.ProbeInterval)
+	}
+	if o.Topology == nil {
+		if err := o.Inbound.validate(); err != nil {
+			return fmt.Errorf("new publisher: Inbound: %w", err)
+		}
 	}
 	return nil
 }
@@ -152,7 +160,9 @@ type Health struct {
 
 // NewPublisher starts a Publisher for namespace ns. It does not wait for the
 // broker: while it is unreachable Ready is false and Publish fails with
-// ErrUnavailable. It fails only for an unparseable url or bad options.
+// ErrUnavailable. It fails only for an unparseable url or bad options
+// (among them a missing ConfirmTimeout, or a missing Inbound retention
+// when it declares the inbound topology).
 func NewPublisher(ctx context.Context, url, ns string, opts PublisherOptions) (*Publisher, error) {
 	if _, err := amqp.ParseURI(url); err != nil {
 		return nil, fmt.Errorf("new publisher: parse AMQP URL: %w", err)

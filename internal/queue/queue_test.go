@@ -54,12 +54,16 @@ func setup(t *testing.T) *testBundle {
 }
 
 // publisher starts a Publisher, closed at the end of the test, and waits
-// until it is connected.
+// until it is connected. Its ConfirmTimeout and Inbound default to the
+// configuration's.
 func (tb *testBundle) publisher(t *testing.T, opts queue.PublisherOptions) *queue.Publisher {
 	t.Helper()
 	opts.Logger = tb.log
 	if opts.ConfirmTimeout == 0 {
 		opts.ConfirmTimeout = testConfirmTimeout
+	}
+	if opts.Inbound == (queue.TopologyOptions{}) {
+		opts.Inbound = testenv.Topology()
 	}
 	p, err := queue.NewPublisher(context.Background(), tb.url, tb.ns, opts)
 	require.NoError(t, err)
@@ -75,8 +79,8 @@ func (tb *testBundle) publisher(t *testing.T, opts queue.PublisherOptions) *queu
 // prefetch is the consumers' Prefetch in these tests.
 const prefetch = 200
 
-// consumer starts a Consumer that passes every message to the returned
-// channel. stop stops it and checks it ended without an error; it also runs
+// consumer starts a Consumer (Inbound defaults to the configuration's) that
+// passes every message to the returned channel. stop stops it and checks it ended without an error; it also runs
 // at the end of the test.
 type runningConsumer struct {
 	c        *queue.Consumer
@@ -87,6 +91,9 @@ type runningConsumer struct {
 func (tb *testBundle) consumer(t *testing.T, opts queue.ConsumerOptions) *runningConsumer {
 	t.Helper()
 	opts.Logger = tb.log
+	if opts.Inbound == (queue.TopologyOptions{}) {
+		opts.Inbound = testenv.Topology()
+	}
 	rc := &runningConsumer{messages: make(chan queue.Message, 10_000)}
 	c, err := queue.NewConsumer(tb.url, tb.ns, func(m queue.Message) { rc.messages <- m }, opts)
 	require.NoError(t, err)
@@ -110,6 +117,14 @@ func (tb *testBundle) consumer(t *testing.T, opts queue.ConsumerOptions) *runnin
 	requireClosed(t, c.Started(), "Started")
 	require.Eventually(t, c.Ready, waitFor, 10*time.Millisecond, "consumer never became ready")
 	return rc
+}
+
+// setupPubSub is setup with a publisher and a consumer (Prefetch prefetch)
+// of the test's namespace, both connected.
+func setupPubSub(t *testing.T) (*testBundle, *queue.Publisher, *runningConsumer) {
+	t.Helper()
+	tb := setup(t)
+	return tb, tb.publisher(t, queue.PublisherOptions{}), tb.consumer(t, queue.ConsumerOptions{Prefetch: prefetch})
 }
 
 func requireClosed(t *testing.T, ch <-chan struct{}, what string) {
@@ -185,18 +200,14 @@ func publish(t *testing.T, p *queue.Publisher, id, body string) {
 	require.NoError(t, p.Publish(ctx, id, []byte(body)))
 }
 
-func TestDeclare_IsIdempotent(t *testing.T) {
+func TestInboundTopology_IsIdempotent(t *testing.T) {
 	t.Parallel()
 	tb := setup(t)
-	conn, err := amqp.Dial(tb.url)
-	require.NoError(t, err)
-	defer conn.Close()
-	ch, err := conn.Channel()
-	require.NoError(t, err)
-	defer ch.Close()
+	conn, ch := tb.channel(t)
 
-	require.NoError(t, queue.Declare(ch, tb.ns))
-	require.NoError(t, queue.Declare(ch, tb.ns), "second declare")
+	declare := queue.InboundTopology(tb.ns, testenv.Topology())
+	require.NoError(t, declare(conn))
+	require.NoError(t, declare(conn), "second declare")
 	require.NoError(t, ch.ExchangeDeclarePassive(queue.DeadLetterExchange(tb.ns), amqp.ExchangeFanout, true, false, false, false, nil))
 	for _, q := range []string{queue.InboundQueue(tb.ns), queue.DeadLetterQueue(tb.ns)} {
 		_, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
@@ -204,7 +215,14 @@ func TestDeclare_IsIdempotent(t *testing.T) {
 	}
 	// A classic queue of the same name is refused: the inbound queue is a
 	// quorum queue.
-	_, err = ch.QueueDeclare(queue.InboundQueue(tb.ns), true, false, false, false, nil)
+	_, err := ch.QueueDeclare(queue.InboundQueue(tb.ns), true, false, false, false, nil)
+	requirePreconditionFailed(t, err)
+}
+
+// requirePreconditionFailed checks that the broker refused a declaration
+// because the entity exists with other arguments.
+func requirePreconditionFailed(t *testing.T, err error) {
+	t.Helper()
 	var aerr *amqp.Error
 	require.ErrorAs(t, err, &aerr)
 	require.Equal(t, amqp.PreconditionFailed, aerr.Code)
@@ -212,9 +230,7 @@ func TestDeclare_IsIdempotent(t *testing.T) {
 
 func TestPublishConsume_EveryMessageExactlyOnce(t *testing.T) {
 	t.Parallel()
-	tb := setup(t)
-	p := tb.publisher(t, queue.PublisherOptions{})
-	rc := tb.consumer(t, queue.ConsumerOptions{Prefetch: prefetch})
+	tb, p, rc := setupPubSub(t)
 
 	const n, workers = 500, 50
 	var wg sync.WaitGroup
@@ -260,9 +276,7 @@ func TestPublishConsume_EveryMessageExactlyOnce(t *testing.T) {
 
 func TestMessage_RejectMovesToDeadLetterQueue(t *testing.T) {
 	t.Parallel()
-	tb := setup(t)
-	p := tb.publisher(t, queue.PublisherOptions{})
-	rc := tb.consumer(t, queue.ConsumerOptions{Prefetch: prefetch})
+	tb, p, rc := setupPubSub(t)
 
 	publish(t, p, "poison", `{"broken"`)
 	d := rc.next(t)
@@ -281,9 +295,7 @@ func TestMessage_RejectMovesToDeadLetterQueue(t *testing.T) {
 
 func TestMessage_RequeueIsRedelivered(t *testing.T) {
 	t.Parallel()
-	tb := setup(t)
-	p := tb.publisher(t, queue.PublisherOptions{})
-	rc := tb.consumer(t, queue.ConsumerOptions{Prefetch: prefetch})
+	tb, p, rc := setupPubSub(t)
 
 	publish(t, p, "again", `{}`)
 	first := rc.next(t)
@@ -303,7 +315,7 @@ func TestMessage_RequeueIsRedelivered(t *testing.T) {
 func TestPublisher_UnreachableBrokerIsUnavailable(t *testing.T) {
 	t.Parallel()
 	p, err := queue.NewPublisher(context.Background(), "amqp://guest:guest@127.0.0.1:1/", "test-queue-unreachable",
-		queue.PublisherOptions{ConfirmTimeout: testConfirmTimeout, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+		queue.PublisherOptions{ConfirmTimeout: testConfirmTimeout, Inbound: testenv.Topology(), Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	require.NoError(t, err, "NewPublisher must start without a broker")
 	require.False(t, p.Ready())
 
@@ -321,8 +333,9 @@ func TestPublisher_UnreachableBrokerIsUnavailable(t *testing.T) {
 
 func TestPublisher_BadURLFailsAtStart(t *testing.T) {
 	t.Parallel()
-	_, err := queue.NewPublisher(context.Background(), "http://nope", "test-queue-bad", queue.PublisherOptions{})
-	require.Error(t, err)
+	_, err := queue.NewPublisher(context.Background(), "http://nope", "test-queue-bad",
+		queue.PublisherOptions{ConfirmTimeout: testConfirmTimeout, Inbound: testenv.Topology()})
+	require.ErrorContains(t, err, "parse AMQP URL")
 }
 
 func TestConsumer_RefusedCredentialsEndIt(t *testing.T) {
@@ -332,7 +345,7 @@ func TestConsumer_RefusedCredentialsEndIt(t *testing.T) {
 		t.Skip("AMQP_URL has no guest:guest credentials to spoil")
 	}
 	c, err := queue.NewConsumer(url, "test-queue-refused", func(queue.Message) { t.Error("unexpected message") },
-		queue.ConsumerOptions{Prefetch: prefetch, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+		queue.ConsumerOptions{Prefetch: prefetch, Inbound: testenv.Topology(), Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	require.NoError(t, err)
 	require.NoError(t, c.Start(context.Background()))
 	requireClosed(t, c.Stopped(), "the consumer must give up on refused credentials, not retry for ever")
@@ -344,15 +357,20 @@ func TestConsumer_RefusedCredentialsEndIt(t *testing.T) {
 func TestNewConsumer_RefusesBadOptions(t *testing.T) {
 	t.Parallel()
 	handle := func(queue.Message) {}
-	_, err := queue.NewConsumer("http://nope", "test-queue-bad", handle, queue.ConsumerOptions{Prefetch: prefetch})
+	retention := testenv.Topology()
+	_, err := queue.NewConsumer("http://nope", "test-queue-bad", handle, queue.ConsumerOptions{Prefetch: prefetch, Inbound: retention})
 	require.ErrorContains(t, err, "parse AMQP URL")
-	_, err = queue.NewConsumer(amqpURL(), "test-queue-bad", nil, queue.ConsumerOptions{Prefetch: prefetch})
+	_, err = queue.NewConsumer(amqpURL(), "test-queue-bad", nil, queue.ConsumerOptions{Prefetch: prefetch, Inbound: retention})
 	require.ErrorContains(t, err, "no handler")
 	for _, n := range []int{0, -1, 65536} {
-		_, err = queue.NewConsumer(amqpURL(), "test-queue-bad", handle, queue.ConsumerOptions{Prefetch: n})
+		_, err = queue.NewConsumer(amqpURL(), "test-queue-bad", handle, queue.ConsumerOptions{Prefetch: n, Inbound: retention})
 		require.ErrorContains(t, err, "prefetch", n)
 	}
-	c, err := queue.NewConsumer(amqpURL(), "test-queue-bad", handle, queue.ConsumerOptions{Prefetch: 1})
+	for _, bad := range badRetentions() {
+		_, err = queue.NewConsumer(amqpURL(), "test-queue-bad", handle, queue.ConsumerOptions{Prefetch: 1, Inbound: bad})
+		require.ErrorContains(t, err, "DEAD_LETTER_", bad)
+	}
+	c, err := queue.NewConsumer(amqpURL(), "test-queue-bad", handle, queue.ConsumerOptions{Prefetch: 1, Inbound: retention})
 	require.NoError(t, err)
 	c.Stop() // never started: returns at once
 	require.NoError(t, c.Err())
@@ -377,9 +395,7 @@ func (tb *testBundle) channel(t *testing.T) (*amqp.Connection, *amqp.Channel) {
 
 func TestMessage_RequeuedPoisonMovesToDeadLetterQueueAtDeliveryLimit(t *testing.T) {
 	t.Parallel()
-	tb := setup(t)
-	p := tb.publisher(t, queue.PublisherOptions{})
-	rc := tb.consumer(t, queue.ConsumerOptions{Prefetch: prefetch})
+	tb, p, rc := setupPubSub(t)
 
 	publish(t, p, "crashes-the-worker", `{}`)
 	var deliveries atomic.Int64

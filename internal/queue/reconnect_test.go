@@ -145,9 +145,7 @@ func TestPublisher_RecoversAfterBrokerClosesConnection(t *testing.T) {
 
 func TestConsumer_ReconnectsAfterBrokerClosesConnection(t *testing.T) {
 	t.Parallel()
-	tb := setup(t)
-	p := tb.publisher(t, queue.PublisherOptions{})
-	rc := tb.consumer(t, queue.ConsumerOptions{Prefetch: prefetch})
+	tb, p, rc := setupPubSub(t)
 
 	publish(t, p, "held", `{"n":1}`)
 	held := rc.next(t)
@@ -180,9 +178,7 @@ func TestConsumer_ReconnectsAfterBrokerClosesConnection(t *testing.T) {
 
 func TestConsumer_StopWaitsForHandedOutMessages(t *testing.T) {
 	t.Parallel()
-	tb := setup(t)
-	p := tb.publisher(t, queue.PublisherOptions{})
-	rc := tb.consumer(t, queue.ConsumerOptions{Prefetch: prefetch})
+	tb, p, rc := setupPubSub(t)
 
 	publish(t, p, "slow", `{}`)
 	d := rc.next(t)

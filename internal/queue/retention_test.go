@@ -1,13 +1,10 @@
 package queue_test
 
 import (
-	"bytes"
 	"context"
-	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,25 +32,19 @@ func dialBroker(t *testing.T) *amqp.Connection {
 	return conn
 }
 
-// logBuffer is a concurrency-safe log sink.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+// badRetentions are retentions NewPublisher and NewConsumer refuse: one
+// part of the configuration's missing, negative or under a millisecond.
+func badRetentions() []queue.TopologyOptions {
+	retention := testenv.Topology()
+	return []queue.TopologyOptions{
+		{},
+		{DeadLetterTTL: retention.DeadLetterTTL},
+		{DeadLetterMax: retention.DeadLetterMax},
+		{DeadLetterTTL: -time.Hour, DeadLetterMax: retention.DeadLetterMax},
+		{DeadLetterTTL: time.Microsecond, DeadLetterMax: retention.DeadLetterMax},
+		{DeadLetterTTL: retention.DeadLetterTTL, DeadLetterMax: -1},
+	}
 }
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
 // deadLetterN publishes n messages to ns's dead-letter exchange, confirmed,
 // as the inbound queue does when it dead-letters.
@@ -102,11 +93,11 @@ func declareLegacy(t *testing.T, conn *amqp.Connection, ns string) {
 func TestInboundTopology_DeadLetterQueueIsBounded(t *testing.T) {
 	t.Parallel()
 	conn := dialBroker(t)
-	var logs logBuffer
+	var logs testenv.LogBuffer
 
 	// x-max-length: beyond it the oldest go.
 	ns := retentionNS(t)
-	declare := queue.InboundTopology(ns, queue.TopologyOptions{DeadLetterTTL: time.Hour, DeadLetterMax: 3, Logger: logs.logger()})
+	declare := queue.InboundTopology(ns, queue.TopologyOptions{DeadLetterTTL: time.Hour, DeadLetterMax: 3, Logger: logs.Logger()})
 	require.NoError(t, declare(conn))
 	require.NoError(t, declare(conn), "idempotent")
 	deadLetterN(t, conn, ns, 5)
@@ -115,7 +106,7 @@ func TestInboundTopology_DeadLetterQueueIsBounded(t *testing.T) {
 
 	// x-message-ttl: a dead letter is dropped once it is older.
 	short := retentionNS(t)
-	require.NoError(t, queue.InboundTopology(short, queue.TopologyOptions{DeadLetterTTL: 200 * time.Millisecond, Logger: logs.logger()})(conn))
+	require.NoError(t, queue.InboundTopology(short, queue.TopologyOptions{DeadLetterTTL: 200 * time.Millisecond, DeadLetterMax: 10, Logger: logs.Logger()})(conn))
 	deadLetterN(t, conn, short, 2)
 	require.Eventually(t, func() bool { return deadDepth(t, conn, short) == 0 }, 15*time.Second, 50*time.Millisecond,
 		"x-message-ttl 200ms drops them")
@@ -132,8 +123,8 @@ func TestInboundTopology_ExistingDeadLetterQueueKeepsItsArguments(t *testing.T) 
 	ns := retentionNS(t)
 	conn := dialBroker(t)
 	declareLegacy(t, conn, ns)
-	var logs logBuffer
-	log := logs.logger()
+	var logs testenv.LogBuffer
+	log := logs.Logger()
 	opts := queue.TopologyOptions{DeadLetterTTL: time.Hour, DeadLetterMax: 2, Logger: log}
 
 	require.NoError(t, queue.InboundTopology(ns, opts)(conn))
@@ -175,7 +166,7 @@ func TestRetentionPolicyCommand(t *testing.T) {
 	t.Parallel()
 	require.Equal(t,
 		`rabbitmqctl set_policy --apply-to queues lull-dead-letter-retention '^lull\.inbound\.dead$' '{"max-length":10000,"message-ttl":2592000000}'`,
-		queue.RetentionPolicyCommand("lull", "/", queue.TopologyOptions{}))
+		queue.RetentionPolicyCommand("lull", "/", queue.TopologyOptions{DeadLetterTTL: 720 * time.Hour, DeadLetterMax: 10000}))
 	require.Equal(t,
 		`rabbitmqctl set_policy -p 'prod' --apply-to queues a-b.c-dead-letter-retention '^a-b\.c\.inbound\.dead$' '{"max-length":5,"message-ttl":60000}'`,
 		queue.RetentionPolicyCommand("a-b.c", "prod", queue.TopologyOptions{DeadLetterTTL: time.Minute, DeadLetterMax: 5}))

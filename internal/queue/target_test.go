@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lullhq/lull/internal/queue"
+	"github.com/lullhq/lull/internal/testenv"
 )
 
 // testConfirmTimeout is the tests' PublisherOptions.ConfirmTimeout
@@ -20,45 +21,14 @@ const testConfirmTimeout = 5 * time.Second
 // after the publishers started later have closed.
 func (tb *testBundle) removeAtEnd(t *testing.T, queues, exchanges []string) {
 	t.Helper()
-	t.Cleanup(func() {
-		conn, err := amqp.Dial(tb.url)
-		if err != nil {
-			t.Errorf("cleanup: %v", err)
-			return
-		}
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			t.Errorf("cleanup: %v", err)
-			return
-		}
-		defer ch.Close()
-		for _, q := range queues {
-			if _, err := ch.QueueDelete(q, false, false, false); err != nil {
-				t.Errorf("delete queue %s: %v", q, err)
-			}
-		}
-		for _, x := range exchanges {
-			if err := ch.ExchangeDelete(x, false, false); err != nil {
-				t.Errorf("delete exchange %s: %v", x, err)
-			}
-		}
-	})
+	testenv.CleanupBrokerEntities(t, tb.url, func() []string { return queues }, func() []string { return exchanges })
 }
 
 // get fetches one message from queue name, failing the test after waitFor.
 func (tb *testBundle) get(t *testing.T, name string) amqp.Delivery {
 	t.Helper()
 	_, ch := tb.channel(t)
-	var d amqp.Delivery
-	require.Eventually(t, func() bool {
-		var ok bool
-		var err error
-		d, ok, err = ch.Get(name, true)
-		require.NoError(t, err)
-		return ok
-	}, waitFor, 10*time.Millisecond, "no message in %s", name)
-	return d
+	return testenv.NextMessage(t, ch, name, waitFor)
 }
 
 func TestPublisher_FanoutTargetKeepsMessagesInItsQueue(t *testing.T) {
@@ -87,9 +57,7 @@ func TestPublisher_FanoutTargetKeepsMessagesInItsQueue(t *testing.T) {
 	// The queue is a quorum queue: a classic declaration is refused.
 	_, ch := tb.channel(t)
 	_, err = ch.QueueDeclare(q, true, false, false, false, nil)
-	var aerr *amqp.Error
-	require.ErrorAs(t, err, &aerr)
-	require.Equal(t, amqp.PreconditionFailed, aerr.Code)
+	requirePreconditionFailed(t, err)
 }
 
 func TestPublisher_NoQueueBoundIsUnroutableNotSuccess(t *testing.T) {
@@ -161,7 +129,8 @@ func TestPublisher_NotConnectedSaysWhy(t *testing.T) {
 	_, err := ch.QueueDeclare(queue.InboundQueue(tb.ns), true, false, false, false, nil)
 	require.NoError(t, err)
 
-	p, err := queue.NewPublisher(context.Background(), tb.url, tb.ns, queue.PublisherOptions{ConfirmTimeout: testConfirmTimeout, Logger: tb.log})
+	p, err := queue.NewPublisher(context.Background(), tb.url, tb.ns,
+		queue.PublisherOptions{ConfirmTimeout: testConfirmTimeout, Inbound: testenv.Topology(), Logger: tb.log})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = p.Close(context.Background()) })
 	require.Eventually(t, func() bool {
@@ -175,8 +144,28 @@ func TestNewPublisher_RequiresConfirmTimeout(t *testing.T) {
 	t.Parallel()
 	for _, d := range []time.Duration{0, -time.Second} {
 		_, err := queue.NewPublisher(context.Background(), "amqp://guest:guest@127.0.0.1:1/", "test-queue-options",
-			queue.PublisherOptions{ConfirmTimeout: d})
+			queue.PublisherOptions{ConfirmTimeout: d, Inbound: testenv.Topology()})
 		require.ErrorContains(t, err, "ConfirmTimeout", d)
 		require.ErrorContains(t, err, "PUBLISH_TIMEOUT", d)
 	}
+}
+
+// The retention of the inbound topology is the configuration's, required
+// when the publisher declares that topology and unused when it declares
+// another.
+func TestNewPublisher_RequiresTheInboundRetention(t *testing.T) {
+	t.Parallel()
+	const url = "amqp://guest:guest@127.0.0.1:1/"
+	for _, bad := range badRetentions() {
+		_, err := queue.NewPublisher(context.Background(), url, "test-queue-options",
+			queue.PublisherOptions{ConfirmTimeout: testConfirmTimeout, Inbound: bad})
+		require.ErrorContains(t, err, "Inbound", bad)
+		require.ErrorContains(t, err, "DEAD_LETTER_", bad)
+	}
+	p, err := queue.NewPublisher(context.Background(), url, "test-queue-options",
+		queue.PublisherOptions{ConfirmTimeout: testConfirmTimeout, RoutingKey: "elsewhere", Topology: queue.ClassicQueueTopology("elsewhere")})
+	require.NoError(t, err, "another topology needs no retention")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	require.NoError(t, p.Close(ctx))
 }

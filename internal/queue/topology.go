@@ -25,6 +25,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/lullhq/lull/internal/valutil"
 )
 
 // DeliveryLimit is the x-delivery-limit of the inbound queue: a message
@@ -64,61 +66,42 @@ func declareFanout(ch *amqp.Channel, exchange, queueName string) error {
 	return nil
 }
 
-// Retention of the dead-letter queue when TopologyOptions leave it unset
-// (DEAD_LETTER_TTL and DEAD_LETTER_MAX's defaults).
-const (
-	DefaultDeadLetterTTL = 720 * time.Hour
-	DefaultDeadLetterMax = 10000
-)
-
-// TopologyOptions configures the topology of a namespace. Zero values mean
-// the defaults.
+// TopologyOptions configures the topology of a namespace. The retention
+// is required: it is the configuration's (DEAD_LETTER_TTL,
+// DEAD_LETTER_MAX), and NewPublisher and NewConsumer refuse it unset.
 type TopologyOptions struct {
 	// DeadLetterTTL is the x-message-ttl of DeadLetterQueue: a poison
 	// message is dropped this long after it was dead-lettered. Whole
-	// milliseconds, at least 1. Default 720h.
+	// milliseconds, at least 1 (DEAD_LETTER_TTL).
 	DeadLetterTTL time.Duration
 	// DeadLetterMax is its x-max-length: beyond it the oldest messages are
-	// dropped. Default 10000.
+	// dropped. Positive (DEAD_LETTER_MAX).
 	DeadLetterMax int
 	// Logger receives the warning about a dead-letter queue that exists
 	// with other arguments. Default slog.Default().
 	Logger *slog.Logger
 }
 
-func (o TopologyOptions) withDefaults() TopologyOptions {
-	if o.DeadLetterTTL <= 0 {
-		o.DeadLetterTTL = DefaultDeadLetterTTL
+// validate reports a retention NewPublisher and NewConsumer refuse.
+func (o TopologyOptions) validate() error {
+	if o.DeadLetterTTL < time.Millisecond {
+		return fmt.Errorf("DeadLetterTTL %s must be at least 1ms (DEAD_LETTER_TTL)", o.DeadLetterTTL)
 	}
-	o.DeadLetterTTL = max(o.DeadLetterTTL, time.Millisecond)
 	if o.DeadLetterMax <= 0 {
-		o.DeadLetterMax = DefaultDeadLetterMax
+		return fmt.Errorf("DeadLetterMax %d must be positive (DEAD_LETTER_MAX)", o.DeadLetterMax)
 	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	return o
+	return nil
 }
 
 // logTo sets the logger when o has none.
 func (o TopologyOptions) logTo(log *slog.Logger) TopologyOptions {
-	if o.Logger == nil {
-		o.Logger = log
-	}
+	o.Logger = valutil.ValOrDefault(o.Logger, log)
 	return o
 }
 
 // errDeadQueueDiffers marks a PRECONDITION_FAILED on the dead-letter queue:
 // it exists with other arguments (a deployment from before its retention).
 var errDeadQueueDiffers = errors.New("exists with other arguments")
-
-// Declare declares the topology of namespace ns on ch, with the default
-// dead-letter retention. It is idempotent. On error the channel has been
-// closed by the broker and must be discarded; unlike InboundTopology, it
-// does not get past a dead-letter queue that exists with other arguments.
-func Declare(ch *amqp.Channel, ns string) error {
-	return declare(ch, ns, TopologyOptions{}.withDefaults(), false)
-}
 
 // declare declares the topology of ns on ch; with deadAsIs it takes the
 // dead-letter queue as it exists (a passive declare) instead of declaring
@@ -156,9 +139,9 @@ func declare(ch *amqp.Channel, ns string, o TopologyOptions, deadAsIs bool) erro
 	return nil
 }
 
-// InboundTopology is the topology of namespace ns (see Declare) with opts:
-// what the api's Publisher and the worker's Consumer declare on every
-// (re)connect.
+// InboundTopology is the topology of namespace ns (see the package
+// comment) with opts' retention, as given: what the api's Publisher and the
+// worker's Consumer declare on every (re)connect. It is idempotent.
 //
 // A dead-letter queue that already exists with other arguments (declared
 // before it had a retention, or with another DEAD_LETTER_TTL /
@@ -169,7 +152,7 @@ func declare(ch *amqp.Channel, ns string, o TopologyOptions, deadAsIs bool) erro
 // how to apply the retention (a policy, or deleting the empty queue). Any
 // other failure is returned.
 func InboundTopology(ns string, opts TopologyOptions) Topology {
-	o := opts.withDefaults()
+	o := opts.logTo(slog.Default())
 	return func(conn *amqp.Connection) error {
 		err := OnChannel(func(ch *amqp.Channel) error { return declare(ch, ns, o, false) })(conn)
 		if !errors.Is(err, errDeadQueueDiffers) {
@@ -216,7 +199,6 @@ func warnDeadQueueArgs(conn *amqp.Connection, ns string, o TopologyOptions, why 
 // dead-letter retention to DeadLetterQueue(ns) in vhost as a policy: the way
 // to bound a queue declared before it had those arguments.
 func RetentionPolicyCommand(ns, vhost string, o TopologyOptions) string {
-	o = o.withDefaults()
 	def, _ := json.Marshal(map[string]int64{
 		"message-ttl": o.DeadLetterTTL.Milliseconds(),
 		"max-length":  int64(o.DeadLetterMax),

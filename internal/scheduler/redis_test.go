@@ -7,7 +7,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/lullhq/lull/internal/reclaimer"
 	"github.com/lullhq/lull/internal/scheduler"
 	"github.com/lullhq/lull/internal/store"
 	"github.com/lullhq/lull/internal/testenv"
@@ -27,7 +26,7 @@ func TestScan_DeadRedisConnectionFailsWithinTheTimeout(t *testing.T) {
 	st := store.New(client, ns, opts)
 	refuse := func(context.Context, *store.Claim) bool { return false }
 	s := scheduler.New(st, refuse, scheduler.Options{Owner: "w1", Interval: time.Second})
-	r := reclaimer.New(st, refuse, reclaimer.Options{Owner: "w1", Interval: time.Second})
+	r := scheduler.NewReclaimer(st, refuse, scheduler.Options{Owner: "w1", Interval: time.Second})
 	ctx := context.Background()
 	_, _, err := s.Scan(ctx)
 	require.NoError(t, err, "a live Redis scans fine")

@@ -1,9 +1,19 @@
-// Package scheduler turns due conversations into claims: it scans every
-// shard's due set, claims each conversation whose deadline has passed
-// (store.FlushDue) and hands the claims to delivery. It wakes at the
-// earliest deadline in Redis, at every earlier deadline the store's Alarm
-// reports, and at least every Interval. Any number of schedulers (one per
-// worker) may run: the claim script lets exactly one win each batch.
+// Package scheduler turns Redis schedules into claims for delivery, with two
+// services, each with its own loop and interval:
+//
+//   - the Scheduler scans every shard's due set, claims each conversation
+//     whose deadline has passed (store.FlushDue) and hands the claims to
+//     delivery. It wakes at the earliest deadline in Redis, at every
+//     earlier deadline the store's Alarm reports, and at least every
+//     Interval.
+//   - the Reclaimer re-drives batches whose lease expired (their worker
+//     died, hung, or lost Redis for a whole lease, or a dead letter was
+//     replayed): every Interval it takes each expired lease over
+//     (store.Reclaim, which counts the next attempt) and hands the same
+//     batch to delivery again.
+//
+// Any number of them (one of each per worker) may run: the scripts let
+// exactly one win each claim and each take-over.
 package scheduler
 
 import (
@@ -18,19 +28,32 @@ import (
 	"github.com/lullhq/lull/internal/valutil"
 )
 
-// DefaultLimit is how many due conversations a scan claims per shard.
+// DefaultLimit is how many entries a scan takes per shard.
 const DefaultLimit = 100
 
 // Deliver takes a claim and reports whether it started its delivery; it
-// may block (the scheduler waits: that is its back pressure).
+// may block (the scan waits: that is its back pressure), and it refuses a
+// batch this worker still delivers.
 type Deliver func(context.Context, *store.Claim) bool
 
-// Options configure a Scheduler. Owner and Interval are required.
+// Options configure a Scheduler or a Reclaimer. Owner and Interval are
+// required.
 type Options struct {
-	Owner    string        // this worker's id, recorded on its claims
-	Interval time.Duration // longest sleep between scans (POLL_INTERVAL)
-	Limit    int           // due conversations claimed per shard and scan (default DefaultLimit)
-	Logger   *slog.Logger  // default slog.Default()
+	Owner string // this worker's id, recorded on its claims
+	// Interval (POLL_INTERVAL) is the Scheduler's longest sleep between
+	// scans, and the Reclaimer's time between scans.
+	Interval time.Duration
+	Limit    int          // entries taken per shard and scan (default DefaultLimit)
+	Logger   *slog.Logger // default slog.Default()
+}
+
+func (o Options) mustValidate(what string) Options {
+	if o.Owner == "" || o.Interval <= 0 {
+		panic(fmt.Sprintf("%s: owner %q and interval %v are required", what, o.Owner, o.Interval))
+	}
+	o.Limit = valutil.ValOrDefault(o.Limit, DefaultLimit)
+	o.Logger = valutil.ValOrDefault(o.Logger, slog.Default())
+	return o
 }
 
 // Scheduler claims due conversations; it is a startstop.Service.
@@ -44,28 +67,12 @@ type Scheduler struct {
 // New returns a Scheduler over st, handing every claim to deliver. It
 // panics on invalid options.
 func New(st *store.Store, deliver Deliver, opts Options) *Scheduler {
-	if opts.Owner == "" || opts.Interval <= 0 {
-		panic(fmt.Sprintf("scheduler: owner %q and interval %v are required", opts.Owner, opts.Interval))
-	}
-	opts.Limit = valutil.ValOrDefault(opts.Limit, DefaultLimit)
-	opts.Logger = valutil.ValOrDefault(opts.Logger, slog.Default())
-	return &Scheduler{st: st, deliver: deliver, opts: opts}
+	return &Scheduler{st: st, deliver: deliver, opts: opts.mustValidate("scheduler")}
 }
 
 // Start launches the scan loop. Stop ends it; the context deliveries were
 // started with ends too, so none starts a new attempt.
-func (s *Scheduler) Start(ctx context.Context) error {
-	ctx, ok, started, stopped := s.StartInit(ctx)
-	if !ok {
-		return nil
-	}
-	go func() {
-		started()
-		defer stopped()
-		s.run(ctx)
-	}()
-	return nil
-}
+func (s *Scheduler) Start(ctx context.Context) error { return s.StartFunc(ctx, s.run) }
 
 func (s *Scheduler) run(ctx context.Context) {
 	alarm := s.st.Alarm()

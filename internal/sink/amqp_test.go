@@ -16,10 +16,7 @@ import (
 func TestAMQP_BatchQueueConsumerGetsExactBatch(t *testing.T) {
 	t.Parallel()
 	bb := setupBroker(t, names(".batches"), names(".batches"))
-	a, err := NewAMQP(bb.broker(t), AMQPOptions{Exchange: bb.ns + ".batches", Queue: bb.ns + ".batches"})
-	require.NoError(t, err)
-	closeAtEnd(t, a)
-	waitReady(t, a)
+	a := bb.amqp(t, AMQPOptions{Exchange: bb.ns + ".batches", Queue: bb.ns + ".batches"})
 
 	b, _ := sampleBatch(t)
 	b.Attempt = 3
@@ -54,12 +51,9 @@ func TestAMQP_BatchQueueConsumerGetsExactBatch(t *testing.T) {
 func TestAMQP_EveryBoundQueueGetsTheBatch(t *testing.T) {
 	t.Parallel()
 	bb := setupBroker(t, names(".batches", ".bot"), names(".batches"))
-	a, err := NewAMQP(bb.broker(t), AMQPOptions{Exchange: bb.ns + ".batches", Queue: bb.ns + ".batches"})
-	require.NoError(t, err)
-	closeAtEnd(t, a)
-	waitReady(t, a)
+	a := bb.amqp(t, AMQPOptions{Exchange: bb.ns + ".batches", Queue: bb.ns + ".batches"})
 	ch := bb.channel(t)
-	_, err = ch.QueueDeclare(bb.ns+".bot", true, false, false, false, nil)
+	_, err := ch.QueueDeclare(bb.ns+".bot", true, false, false, false, nil)
 	require.NoError(t, err)
 	require.NoError(t, ch.QueueBind(bb.ns+".bot", "", bb.ns+".batches", false, nil))
 
@@ -72,13 +66,10 @@ func TestAMQP_EveryBoundQueueGetsTheBatch(t *testing.T) {
 func TestAMQP_NoQueueAndNothingBoundIsAnError(t *testing.T) {
 	t.Parallel()
 	bb := setupBroker(t, names(".bot"), names(".batches"))
-	a, err := NewAMQP(bb.broker(t), AMQPOptions{Exchange: bb.ns + ".batches", Queue: NoQueue})
-	require.NoError(t, err)
-	closeAtEnd(t, a)
-	waitReady(t, a)
+	a := bb.amqp(t, AMQPOptions{Exchange: bb.ns + ".batches", Queue: NoQueue})
 
 	b, body := sampleBatch(t)
-	err = a.Deliver(context.Background(), b, body)
+	err := a.Deliver(context.Background(), b, body)
 	require.Error(t, err, "an unroutable batch must not count as delivered")
 	require.ErrorIs(t, err, queue.ErrUnroutable)
 	require.False(t, IsPermanent(err), "retried (and finally dead-lettered), not dropped")

@@ -38,25 +38,9 @@ func setupBroker(t *testing.T, queues, exchanges func(ns string) []string) *brok
 	conn, err := amqp.Dial(bb.url)
 	require.NoError(t, err, "rabbitmq %s", bb.url)
 	bb.conn = conn
-	t.Cleanup(func() {
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			t.Errorf("cleanup: %v", err)
-			return
-		}
-		defer ch.Close()
-		for _, q := range queues(bb.ns) {
-			if _, err := ch.QueueDelete(q, false, false, false); err != nil {
-				t.Errorf("delete queue %s: %v", q, err)
-			}
-		}
-		for _, x := range exchanges(bb.ns) {
-			if err := ch.ExchangeDelete(x, false, false); err != nil {
-				t.Errorf("delete exchange %s: %v", x, err)
-			}
-		}
-	})
+	t.Cleanup(func() { _ = conn.Close() })
+	testenv.CleanupBrokerEntities(t, bb.url,
+		func() []string { return queues(bb.ns) }, func() []string { return exchanges(bb.ns) })
 	return bb
 }
 
@@ -72,6 +56,36 @@ func names(list ...string) func(ns string) []string {
 
 func (bb *brokerBundle) broker(t *testing.T) BrokerOptions {
 	return BrokerOptions{URL: bb.url, Namespace: bb.ns, Timeout: testPublishTimeout, Logger: testLogger(t)}
+}
+
+// amqp starts an AMQP sink on the bundle's broker, closed when the test
+// ends, and waits until it is connected.
+func (bb *brokerBundle) amqp(t *testing.T, opts AMQPOptions) *AMQP {
+	t.Helper()
+	a, err := NewAMQP(bb.broker(t), opts)
+	return connected(t, a, err)
+}
+
+// celery starts a Celery sink on the bundle's broker, closed when the test
+// ends, and waits until it is connected.
+func (bb *brokerBundle) celery(t *testing.T, opts CeleryOptions) *Celery {
+	t.Helper()
+	c, err := NewCelery(bb.broker(t), opts)
+	return connected(t, c, err)
+}
+
+// connected takes a broker sink just made (and the error of making it),
+// closes it when the test ends and waits until it is connected.
+func connected[S interface {
+	Sink
+	Closer
+	Ready() bool
+}](t *testing.T, s S, err error) S {
+	t.Helper()
+	require.NoError(t, err)
+	closeAtEnd(t, s)
+	waitReady(t, s)
+	return s
 }
 
 // closeAtEnd closes c when the test ends (before setupBroker's cleanup).
@@ -95,16 +109,7 @@ func (bb *brokerBundle) channel(t *testing.T) *amqp.Channel {
 // get waits for one message in queue name and acks it.
 func (bb *brokerBundle) get(t *testing.T, name string) amqp.Delivery {
 	t.Helper()
-	ch := bb.channel(t)
-	var d amqp.Delivery
-	require.Eventually(t, func() bool {
-		var ok bool
-		var err error
-		d, ok, err = ch.Get(name, true)
-		require.NoError(t, err)
-		return ok
-	}, brokerWait, 10*time.Millisecond, "no message in %s", name)
-	return d
+	return testenv.NextMessage(t, bb.channel(t), name, brokerWait)
 }
 
 // waitReady waits until s is connected: the broker sinks connect in the

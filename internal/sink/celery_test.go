@@ -30,10 +30,7 @@ func TestCeleryTaskID_IsUUID5OfNamespaceAndBatchID(t *testing.T) {
 func TestCelery_MessageIsAProtocol2Task(t *testing.T) {
 	t.Parallel()
 	bb := setupBroker(t, names(".celery"), names())
-	c, err := NewCelery(bb.broker(t), CeleryOptions{Queue: bb.ns + ".celery", Task: "lull.process_batch"})
-	require.NoError(t, err)
-	closeAtEnd(t, c)
-	waitReady(t, c)
+	c := bb.celery(t, CeleryOptions{Queue: bb.ns + ".celery", Task: "lull.process_batch"})
 
 	b, body := sampleBatch(t)
 	require.NoError(t, c.Deliver(context.Background(), b, body))
@@ -81,17 +78,14 @@ func TestCelery_MessageIsAProtocol2Task(t *testing.T) {
 func TestCelery_QueueDeclaredAsACeleryWorkerDeclaresIt(t *testing.T) {
 	t.Parallel()
 	bb := setupBroker(t, names(".celery"), names(".celery"))
-	c, err := NewCelery(bb.broker(t), CeleryOptions{Queue: bb.ns + ".celery", Task: testCeleryTask})
-	require.NoError(t, err)
-	closeAtEnd(t, c)
-	waitReady(t, c)
+	bb.celery(t, CeleryOptions{Queue: bb.ns + ".celery", Task: testCeleryTask})
 
 	// What `celery worker -Q <queue>` declares for a queue missing from
 	// task_queues: a direct exchange and a durable classic queue, without
 	// arguments, bound by the queue's name.
 	ch := bb.channel(t)
 	require.NoError(t, ch.ExchangeDeclare(bb.ns+".celery", amqp.ExchangeDirect, true, false, false, false, nil))
-	_, err = ch.QueueDeclare(bb.ns+".celery", true, false, false, false, nil)
+	_, err := ch.QueueDeclare(bb.ns+".celery", true, false, false, false, nil)
 	require.NoError(t, err, "no PRECONDITION_FAILED for the Celery worker")
 	require.NoError(t, ch.QueueBind(bb.ns+".celery", bb.ns+".celery", bb.ns+".celery", false, nil))
 }
@@ -103,10 +97,7 @@ func TestCelery_UsesAnExistingQuorumQueue(t *testing.T) {
 	_, err := ch.QueueDeclare(bb.ns+".celery", true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum})
 	require.NoError(t, err)
 
-	c, err := NewCelery(bb.broker(t), CeleryOptions{Queue: bb.ns + ".celery", Task: testCeleryTask})
-	require.NoError(t, err)
-	closeAtEnd(t, c)
-	waitReady(t, c)
+	c := bb.celery(t, CeleryOptions{Queue: bb.ns + ".celery", Task: testCeleryTask})
 	b, body := sampleBatch(t)
 	require.NoError(t, c.Deliver(context.Background(), b, body))
 	require.Equal(t, testCeleryTask, bb.get(t, bb.ns+".celery").Headers["task"])

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lullhq/lull/internal/batch"
+	"github.com/lullhq/lull/internal/testenv"
 )
 
 func TestDeliver_RetryResendsOnlyToFailedSinks(t *testing.T) {
@@ -25,7 +26,7 @@ func TestDeliver_RetryResendsOnlyToFailedSinks(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusOK)
 	})
-	var out lockedBuffer
+	var out testenv.LogBuffer
 	sinks := []Sink{NewLog(&out), hb.newSink(t, HTTPOptions{})}
 	b, body := sampleBatch(t)
 	done := map[string]bool{}
@@ -54,7 +55,7 @@ func TestDeliver_RetryResendsOnlyToFailedSinks(t *testing.T) {
 
 func TestDeliver_NilDoneDeliversToAll(t *testing.T) {
 	t.Parallel()
-	var out lockedBuffer
+	var out testenv.LogBuffer
 	b, body := sampleBatch(t)
 	require.NoError(t, Deliver(context.Background(), []Sink{NewLog(&out)}, b, body, nil))
 	require.Contains(t, out.String(), "5511999990000:17")
@@ -68,7 +69,7 @@ func TestDeliver_PermanentOnlyIfEveryFailureIs(t *testing.T) {
 	b, body := sampleBatch(t)
 
 	// The only failure is permanent.
-	err := Deliver(context.Background(), []Sink{NewLog(&lockedBuffer{}), hb.newSink(t, HTTPOptions{})}, b, body, map[string]bool{})
+	err := Deliver(context.Background(), []Sink{NewLog(&testenv.LogBuffer{}), hb.newSink(t, HTTPOptions{})}, b, body, map[string]bool{})
 	require.True(t, IsPermanent(err), "%v", err)
 
 	// A retryable failure beside it: retry later.

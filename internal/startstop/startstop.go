@@ -26,9 +26,11 @@ type Service interface {
 	Stopped() <-chan struct{}
 }
 
-// BaseStartStop implements the bookkeeping of Service. A service's Start
-// calls StartInit and, when told to start, runs its loop in a goroutine that
-// calls started() first and stopped() last (deferred):
+// BaseStartStop implements the bookkeeping of Service. Most services'
+// Start is one line, `return s.StartFunc(ctx, s.run)`. One that must do
+// something before its goroutine (bind a port, say) calls StartInit and,
+// when told to start, runs its loop in a goroutine that calls started()
+// first and stopped() last (deferred):
 //
 //	func (s *Svc) Start(ctx context.Context) error {
 //		ctx, ok, started, stopped := s.StartInit(ctx)
@@ -79,13 +81,32 @@ func (s *BaseStartStop) StartInit(parent context.Context) (ctx context.Context, 
 	stopped = func() {
 		stopOnce.Do(func() {
 			s.mu.Lock()
-			s.running = false
+			defer s.mu.Unlock()
 			s.cancel()
-			s.mu.Unlock()
+			// Closed before running turns false, so that a Start racing
+			// with this end makes channels of its own.
 			close(stoppedCh)
+			s.running = false
 		})
 	}
 	return ctx, true, started, stopped
+}
+
+// StartFunc is a whole Start for a service whose run needs nothing before
+// it: it launches run(ctx) in a goroutine (doing nothing when the service
+// already runs); the service has ended when run returns. run must return
+// once ctx is done.
+func (s *BaseStartStop) StartFunc(ctx context.Context, run func(ctx context.Context)) error {
+	ctx, ok, started, stopped := s.StartInit(ctx)
+	if !ok {
+		return nil
+	}
+	go func() {
+		started()
+		defer stopped()
+		run(ctx)
+	}()
+	return nil
 }
 
 // Started is closed once the service's goroutine runs.

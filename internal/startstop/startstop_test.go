@@ -20,20 +20,13 @@ type loop struct {
 }
 
 func (l *loop) Start(ctx context.Context) error {
-	ctx, ok, started, stopped := l.StartInit(ctx)
-	if !ok {
-		return nil
-	}
-	go func() {
-		started()
-		defer stopped()
+	return l.StartFunc(ctx, func(ctx context.Context) {
 		l.runs.Add(1)
 		select {
 		case <-ctx.Done():
 		case <-l.quit:
 		}
-	}()
-	return nil
+	})
 }
 
 func closed(t *testing.T, ch <-chan struct{}, what string) {

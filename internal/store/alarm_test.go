@@ -96,13 +96,11 @@ func TestAlarm_HearsEveryNewDeadline(t *testing.T) {
 		// An earlier deadline signals again; a later one only when the
 		// earlier was cleared.
 		quiet(a)
-		_, err := tb.buf.Append(ctx, "u3", "m1", msg("x"), false)
-		require.NoError(t, err)
+		tb.add(t, "u3", "x")
 		first := a.Earliest()
 		<-a.C()
 		tb.advance(time.Second)
-		_, err = tb.buf.Append(ctx, "u4", "m1", msg("x"), false) // a second later
-		require.NoError(t, err)
+		tb.add(t, "u4", "x") // a second later
 		require.Equal(t, first, a.Earliest(), "the earliest deadline since Clear is kept")
 		select {
 		case <-a.C():
@@ -115,44 +113,25 @@ func TestAlarm_HearsEveryNewDeadline(t *testing.T) {
 		tb := setup(t)
 		ctx := context.Background()
 		a := tb.buf.Alarm()
-		c := claimOne(t, tb, "u1", "a")
+		c := tb.claim(t, "u1", "a")
 		tb.advance(4 * time.Second)
-		hears(t, a, 10*time.Second, func() {
-			_, err := tb.buf.Append(ctx, "u1", "b", msg("b"), false)
-			require.NoError(t, err)
-		}, "a message while a batch is in flight")
+		hears(t, a, 10*time.Second, func() { tb.add(t, "u1", "b") }, "a message while a batch is in flight")
 		tb.advance(time.Second)
-		hears(t, a, 9*time.Second, func() {
-			res, err := c.Commit(ctx)
-			require.NoError(t, err)
-			require.False(t, res.Already)
-		}, "a commit that leaves newer messages buffered")
-		hears(t, a, 9*time.Second, func() {
-			res, err := c.Commit(ctx)
-			require.NoError(t, err)
-			require.True(t, res.Already)
-		}, "a commit retried after a lost reply")
+		hears(t, a, 9*time.Second, func() { require.False(t, commit(t, c).Already) }, "a commit that leaves newer messages buffered")
+		hears(t, a, 9*time.Second, func() { require.True(t, commit(t, c).Already) }, "a commit retried after a lost reply")
 
 		tb.advance(9 * time.Second)
-		c2, why, err := tb.buf.Flush(ctx, "u1", "w1")
-		require.NoError(t, err)
-		require.Empty(t, why)
-		_, err = tb.buf.Append(ctx, "u1", "c", msg("c"), false)
-		require.NoError(t, err)
+		c2 := tb.flush(t, "u1", "w1")
+		tb.add(t, "u1", "c")
 		tb.advance(2 * time.Second)
 		hears(t, a, 8*time.Second, func() {
 			require.NoError(t, c2.DeadLetter(ctx, "status 400"))
 		}, "a dead letter that leaves newer messages buffered")
 
 		tb.advance(8 * time.Second)
-		c3, why, err := tb.buf.Flush(ctx, "u1", "w1")
-		require.NoError(t, err)
-		require.Empty(t, why)
-		silent(t, a, func() {
-			_, err := c3.Commit(ctx)
-			require.NoError(t, err)
-		}, "a commit with nothing buffered")
-		c4 := claimOne(t, tb, "u2", "d")
+		c3 := tb.flush(t, "u1", "w1")
+		silent(t, a, func() { commit(t, c3) }, "a commit with nothing buffered")
+		c4 := tb.claim(t, "u2", "d")
 		silent(t, a, func() { require.NoError(t, c4.DeadLetter(ctx, "status 400")) }, "a dead letter with nothing buffered")
 	})
 
@@ -160,33 +139,18 @@ func TestAlarm_HearsEveryNewDeadline(t *testing.T) {
 		tb := setup(t, func(o *store.Options) { o.MaxMessages = 2 })
 		ctx := context.Background()
 		a := tb.buf.Alarm()
-		first := claimOne(t, tb, "u1", "m0")
-		for _, m := range []string{"m1", "m2", "m3"} {
-			_, err := tb.buf.Append(ctx, "u1", m, msg(m), false)
-			require.NoError(t, err)
-		}
-		hears(t, a, 0, func() {
-			_, err := first.Commit(ctx)
-			require.NoError(t, err)
-		}, "a commit that leaves a full buffer")
+		first := tb.claim(t, "u1", "m0")
+		tb.add(t, "u1", "m1", "m2", "m3")
+		hears(t, a, 0, func() { commit(t, first) }, "a commit that leaves a full buffer")
 		var slice *store.Claim
-		hears(t, a, 0, func() {
-			var why store.FlushResult
-			var err error
-			slice, why, err = tb.buf.Flush(ctx, "u1", "w1")
-			require.NoError(t, err)
-			require.Empty(t, why)
-		}, "a slice claimed out of a larger buffer")
+		hears(t, a, 0, func() { slice = tb.flush(t, "u1", "w1") }, "a slice claimed out of a larger buffer")
 		require.Equal(t, []string{"m1", "m2"}, texts(t, slice))
 		require.NoError(t, slice.Release(ctx))
 
-		_, err := tb.buf.Append(ctx, "u2", "x", msg("x"), false)
-		require.NoError(t, err)
+		tb.add(t, "u2", "x")
 		tb.advance(10 * time.Second)
 		silent(t, a, func() {
-			c, why, err := tb.buf.Flush(ctx, "u2", "w1")
-			require.NoError(t, err)
-			require.Empty(t, why)
+			c := tb.flush(t, "u2", "w1")
 			require.Len(t, c.Batch.Messages, 1)
 		}, "a claim of a whole buffer")
 	})

@@ -48,8 +48,7 @@ func TestFlush_BatchNeverExceedsMaxBytes(t *testing.T) {
 		require.NotEmpty(t, c.Batch.Messages)
 		reasons[c.Batch.Reason]++
 		got = append(got, texts(t, c)...)
-		_, err = c.Commit(ctx)
-		require.NoError(t, err)
+		commit(t, c)
 	}
 	require.Equal(t, want, got, "every message once, in order")
 	require.Positive(t, reasons["max_bytes"], "slices name why they were cut: %v", reasons)
@@ -63,9 +62,7 @@ func TestFlush_OneMessageLargerThanMaxBytesTravelsAlone(t *testing.T) {
 		require.NoError(t, err)
 	}
 	tb.advance(10 * time.Second)
-	c, why, err := tb.buf.Flush(ctx, "u1", "w1")
-	require.NoError(t, err)
-	require.Empty(t, why)
+	c := tb.flush(t, "u1", "w1")
 	require.Len(t, c.Batch.Messages, 1, "never an empty batch, never stuck")
 }
 
@@ -86,17 +83,12 @@ func TestBuffered_CountsWhatIsNotYetClaimed(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, store.Level{Messages: 3, Bytes: total}, lvl)
 
-	c, why, err := tb.buf.Flush(ctx, "u1", "w1") // a slice of 2
-	require.NoError(t, err)
-	require.Empty(t, why)
+	c := tb.flush(t, "u1", "w1") // a slice of 2
 	lvl, err = tb.buf.Buffered(ctx, "u1")
 	require.NoError(t, err)
 	require.Equal(t, store.Level{Messages: 1, Bytes: int64(len(msg("m2")))}, lvl)
-	_, err = c.Commit(ctx)
-	require.NoError(t, err)
-	_, why, err = tb.buf.Flush(ctx, "u1", "w1")
-	require.NoError(t, err)
-	require.Empty(t, why)
+	commit(t, c)
+	tb.flush(t, "u1", "w1")
 	lvl, err = tb.buf.Buffered(ctx, "u1")
 	require.NoError(t, err)
 	require.Zero(t, lvl)

@@ -24,25 +24,28 @@ import (
 var redisRetry = backoff.Policy{Min: 50 * time.Millisecond, Max: time.Second}
 
 // Claim is a batch this worker holds: its messages, built into the batch
-// once, and its lease. Keep renews the lease while the batch is delivered;
-// exactly one of Commit, DeadLetter or Release ends the claim. Its methods
-// retry Redis errors (never counting a delivery attempt) for as long as the
-// lease surely lasts, and then give up with ErrLeaseRunOut.
+// once, and its lease. Begin confirms it before its first attempt, Keep
+// renews the lease while the batch is delivered, and exactly one of Commit,
+// DeadLetter or Release ends the claim. Its methods retry Redis errors
+// (never counting a delivery attempt) for as long as the lease surely lasts,
+// and then give up with ErrLeaseRunOut.
 type Claim struct {
 	Key        string
 	Generation int64
 	Owner      string
 	// Batch is what the sinks receive, built once, at the claim. Its
-	// Attempt is the delivery attempt under way (the claim counted it);
-	// NextAttempt counts the next one.
+	// Attempt is the delivery attempt under way once Begin has returned
+	// (a flush counts attempt 1 itself; a take-over counts its attempt in
+	// Begin); NextAttempt counts the next one.
 	Batch batch.Batch
 	// Unreadable is set when the stored messages could not be read into a
 	// batch: such a claim can only be dead-lettered.
 	Unreadable error
 
-	st   *Store
-	log  *slog.Logger
-	held atomic.Int64 // Unix ns: the lease surely lasts until then
+	st       *Store
+	log      *slog.Logger
+	held     atomic.Int64 // Unix ns: the lease surely lasts until then
+	takeover bool         // from Reclaim: its attempt is not counted yet
 }
 
 // ID is the claim's batch id.
@@ -53,6 +56,34 @@ func (c *Claim) ID() string { return batch.ID(c.Key, c.Generation) }
 func (c *Claim) Held() bool { return time.Now().UnixNano() < c.held.Load() }
 
 func (c *Claim) renewed(start time.Time) { c.held.Store(start.Add(c.st.opts.Lease).UnixNano()) }
+
+// Begin readies the claim for its first delivery attempt in this process,
+// and returns ErrLost when it is no longer held:
+//   - a take-over (Reclaim) counts its attempt now, so that a take-over
+//     that is never delivered (this worker still runs the batch, say)
+//     counts none;
+//   - a claim that has waited (for a delivery slot) for more than a third
+//     of its lease renews it, since another worker may have taken the
+//     batch over meanwhile;
+//   - a fresh claim from FlushDue, which counted attempt 1 itself, needs
+//     no call to Redis.
+func (c *Claim) Begin(ctx context.Context) error {
+	switch {
+	case c.takeover:
+		if _, err := c.NextAttempt(ctx); err != nil {
+			return err
+		}
+		c.takeover = false
+		return nil
+	case time.Until(time.Unix(0, c.held.Load())) > c.st.opts.Lease*2/3:
+		return nil
+	default:
+		return c.retry(ctx, "renew", func(ctx context.Context) error {
+			_, err := c.renew(ctx, 0)
+			return err
+		})
+	}
+}
 
 // FlushResult says why a flush claimed nothing ("" when it claimed a batch).
 type FlushResult string
@@ -105,8 +136,8 @@ func (b *Store) FlushDue(ctx context.Context, convs []string, owner string) []Fl
 }
 
 // Reclaim takes over conversation key's batch for owner if its lease has
-// expired, counting the next delivery attempt. ok is false when there was
-// nothing to take.
+// expired; Begin counts the next delivery attempt. ok is false when there
+// was nothing to take.
 func (b *Store) Reclaim(ctx context.Context, key, owner string) (c *Claim, ok bool, err error) {
 	k := b.keys.Conversation(key)
 	start := time.Now()
@@ -118,6 +149,9 @@ func (b *Store) Reclaim(ctx context.Context, key, owner string) (c *Claim, ok bo
 	), key, owner, start)
 	if err != nil {
 		return nil, false, fmt.Errorf("reclaim %s: %w", k.Batch, err)
+	}
+	if c != nil {
+		c.takeover = true
 	}
 	return c, why == "", nil
 }

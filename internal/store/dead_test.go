@@ -20,25 +20,16 @@ import (
 func TestDeadLetter_ReleasesConversationAndReplaysSameBatch(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
-	for _, m := range []string{"a", "b"} {
-		_, err := tb.buf.Append(ctx, "u1", m, msg(m), false)
-		require.NoError(t, err)
-	}
-	tb.advance(10 * time.Second)
-	c, _, err := tb.buf.Flush(ctx, "u1", "w1")
-	require.NoError(t, err)
+	c := tb.claim(t, "u1", "a", "b")
 	require.Equal(t, 1, c.Batch.Attempt, "the claim counted attempt 1")
 
 	// A message arrives while the batch is failing.
-	_, err = tb.buf.Append(ctx, "u1", "c", msg("c"), false)
-	require.NoError(t, err)
+	tb.add(t, "u1", "c")
 
 	require.NoError(t, c.DeadLetter(ctx, "http sink: status 400"))
 	k := tb.buf.Keys().Conversation("u1")
-	next, err := tb.client.Do(ctx, tb.client.B().Zscore().Key(k.Due).Member("u1").Build()).AsInt64()
-	require.NoError(t, err)
-	require.Equal(t, t0+20_000, next, "what arrived meanwhile flushes on its own deadline")
-	_, err = c.Commit(ctx)
+	require.Equal(t, t0+20_000, tb.score(t, k.Due, "u1"), "what arrived meanwhile flushes on its own deadline")
+	_, err := c.Commit(ctx)
 	require.ErrorIs(t, err, store.ErrLost, "a dead-lettered batch is no longer in flight")
 
 	id := batch.ID("u1", c.Generation)
@@ -53,13 +44,10 @@ func TestDeadLetter_ReleasesConversationAndReplaysSameBatch(t *testing.T) {
 
 	// The next batch takes the conversation; replay waits for it.
 	tb.advance(10 * time.Second)
-	next2, why, err := tb.buf.Flush(ctx, "u1", "w1")
-	require.NoError(t, err)
-	require.Empty(t, why)
+	next2 := tb.flush(t, "u1", "w1")
 	require.Equal(t, []string{"c"}, texts(t, next2))
 	require.ErrorIs(t, tb.buf.Replay(ctx, id), store.ErrBusy)
-	_, err = next2.Commit(ctx)
-	require.NoError(t, err)
+	commit(t, next2)
 
 	require.NoError(t, tb.buf.Replay(ctx, id))
 	require.ErrorIs(t, tb.buf.Replay(ctx, id), store.ErrNotFound, "replayed once")
@@ -67,13 +55,14 @@ func TestDeadLetter_ReleasesConversationAndReplaysSameBatch(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, all)
 
-	// Any worker's recoverer takes it at once, as the same batch.
+	// Any worker's reclaimer takes it at once, as the same batch.
 	again, ok, err := tb.buf.Reclaim(ctx, "u1", "w2")
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, c.Generation, again.Generation)
 	require.Equal(t, texts(t, c), texts(t, again))
-	require.Equal(t, 1, again.Batch.Attempt, "attempts are counted anew: the take-over is attempt 1")
+	require.NoError(t, again.Begin(ctx))
+	require.Equal(t, 1, again.Batch.Attempt, "attempts are counted anew: its first delivery is attempt 1")
 }
 
 func TestDeadLetterByID_UnknownIDs(t *testing.T) {
@@ -89,11 +78,7 @@ func TestDeadLetterByID_UnknownIDs(t *testing.T) {
 func TestRelease_LetsAnotherWorkerRedriveAtOnce(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
-	_, err := tb.buf.Append(ctx, "u1", "a", msg("a"), false)
-	require.NoError(t, err)
-	tb.advance(10 * time.Second)
-	c, _, err := tb.buf.Flush(ctx, "u1", "w1")
-	require.NoError(t, err)
+	c := tb.claim(t, "u1", "a")
 	require.NoError(t, c.Release(ctx))
 	again, ok, err := tb.buf.Reclaim(ctx, "u1", "w2")
 	require.NoError(t, err)
@@ -119,12 +104,9 @@ func keysInShard(n int) []string {
 func deadLetter(t *testing.T, tb testBundle, key string) string {
 	t.Helper()
 	ctx := context.Background()
-	_, err := tb.buf.Append(ctx, key, key+"-m", msg(key), false)
-	require.NoError(t, err)
+	tb.append(t, key, key+"-m", key, false)
 	tb.advance(10 * time.Second)
-	c, why, err := tb.buf.Flush(ctx, key, "w1")
-	require.NoError(t, err)
-	require.Empty(t, why)
+	c := tb.flush(t, key, "w1")
 	require.NoError(t, c.DeadLetter(ctx, "http sink: status 400"))
 	return c.ID()
 }
@@ -209,9 +191,7 @@ func TestDeadLetter_EntriesOlderThanTTLAreTrimmed(t *testing.T) {
 
 	shard := keys.Shard(conv[0])
 	require.Equal(t, []string{fresh}, deadIDs(t, tb, shard), "the entry older than the TTL is trimmed")
-	n, err := tb.client.Do(ctx, tb.client.B().Exists().Key(recordKey(tb, old)).Build()).AsInt64()
-	require.NoError(t, err)
-	require.Zero(t, n, "and its record with it")
+	require.Zero(t, tb.exists(t, recordKey(tb, old)), "and its record with it")
 	all, err := tb.buf.DeadLetters(ctx)
 	require.NoError(t, err)
 	require.Len(t, all, 1)
@@ -238,9 +218,7 @@ func TestDeadLetter_OldestBeyondShardShareAreRemovedWithTheirRecords(t *testing.
 	require.Equal(t, ids[2:], deadIDs(t, tb, keys.Shard(conv[0])), "the two newest stay")
 	require.Equal(t, []string{otherID}, deadIDs(t, tb, keys.Shard(other)))
 	for _, id := range ids[:2] {
-		n, err := tb.client.Do(ctx, tb.client.B().Exists().Key(recordKey(tb, id)).Build()).AsInt64()
-		require.NoError(t, err)
-		require.Zero(t, n, "record of trimmed %s deleted", id)
+		require.Zero(t, tb.exists(t, recordKey(tb, id)), "record of trimmed %s deleted", id)
 	}
 	// Nothing dangles: every record left is listed, and every listed id has its record.
 	var records []string
@@ -277,22 +255,16 @@ func TestDeadLetters_SkipIDsWhoseRecordExpired(t *testing.T) {
 func TestDeadScript_RefusesAPrefixOfAnotherSlot(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
-	_, err := tb.buf.Append(ctx, "u1", "m", msg("m"), false)
-	require.NoError(t, err)
-	tb.advance(10 * time.Second)
-	c, _, err := tb.buf.Flush(ctx, "u1", "w1")
-	require.NoError(t, err)
+	c := tb.claim(t, "u1", "m")
 	k := tb.buf.Keys().Conversation("u1")
 	id := batch.ID("u1", c.Generation)
 	gen := strconv.FormatInt(c.Generation, 10)
 	for _, prefix := range []string{tb.ns + ":{s99}:dead:", tb.ns + ":dead:"} {
-		err = lua.Dead.Exec(ctx, tb.client,
+		err := lua.Dead.Exec(ctx, tb.client,
 			[]string{k.Batch, k.Inflight, k.Due, k.Meta, k.Buf, k.Dead, prefix + id},
 			[]string{"u1", gen, id, "why", "", "1000", "1", prefix},
 		).Error()
 		require.ErrorContains(t, err, "hash tag", prefix)
 	}
-	n, err := tb.client.Do(ctx, tb.client.B().Exists().Key(k.Batch).Build()).AsInt64()
-	require.NoError(t, err)
-	require.Equal(t, int64(1), n, "the batch is still in flight")
+	require.Equal(t, int64(1), tb.exists(t, k.Batch), "the batch is still in flight")
 }

@@ -26,8 +26,8 @@ import (
 	"github.com/lullhq/lull/lua"
 )
 
-// ErrLost means the caller no longer holds a batch: it was committed, or
-// reclaimed by another worker after its lease expired.
+// ErrLost means the caller no longer holds a batch: it was committed or
+// dead-lettered, or reclaimed by another worker after its lease expired.
 var ErrLost = errors.New("store: batch no longer held")
 
 // ErrLeaseRunOut means Redis could not be reached for as long as a claim's

@@ -44,6 +44,85 @@ func setup(t *testing.T, mutate ...func(*store.Options)) testBundle {
 	return testBundle{buf: store.New(client, ns, opts), client: client, ns: ns, clock: clock}
 }
 
+// add buffers each text in conversation key, the text its own message id,
+// and returns what the last append reported.
+func (tb testBundle) add(t *testing.T, key string, texts ...string) store.Appended {
+	t.Helper()
+	var a store.Appended
+	for _, text := range texts {
+		a = tb.append(t, key, text, text, false)
+	}
+	return a
+}
+
+// append buffers text as message id in conversation key (flushing at once
+// when now) and returns what the append reported.
+func (tb testBundle) append(t *testing.T, key, id, text string, now bool) store.Appended {
+	t.Helper()
+	a, err := tb.buf.Append(context.Background(), key, id, msg(text), now)
+	require.NoError(t, err)
+	return a
+}
+
+// flush claims conversation key for owner and requires that it was claimed.
+func (tb testBundle) flush(t *testing.T, key, owner string, msgAndArgs ...any) *store.Claim {
+	t.Helper()
+	c, why, err := tb.buf.Flush(context.Background(), key, owner)
+	require.NoError(t, err)
+	require.Empty(t, why, msgAndArgs...)
+	return c
+}
+
+// notFlushed tries to claim conversation key for owner and returns why it
+// was not claimed ("" if it was).
+func (tb testBundle) notFlushed(t *testing.T, key, owner string) store.FlushResult {
+	t.Helper()
+	_, why, err := tb.buf.Flush(context.Background(), key, owner)
+	require.NoError(t, err)
+	return why
+}
+
+// claim buffers texts in conversation key, lets the quiet window pass and
+// claims them for w1.
+func (tb testBundle) claim(t *testing.T, key string, texts ...string) *store.Claim {
+	t.Helper()
+	tb.add(t, key, texts...)
+	tb.advance(10 * time.Second)
+	return tb.flush(t, key, "w1")
+}
+
+// commit commits c, which must succeed.
+func commit(t *testing.T, c *store.Claim) store.Committed {
+	t.Helper()
+	res, err := c.Commit(context.Background())
+	require.NoError(t, err)
+	return res
+}
+
+// score is member's score in the sorted set at key.
+func (tb testBundle) score(t *testing.T, key, member string) int64 {
+	t.Helper()
+	n, err := tb.client.Do(context.Background(), tb.client.B().Zscore().Key(key).Member(member).Build()).AsInt64()
+	require.NoError(t, err)
+	return n
+}
+
+// hget is field of the hash at key.
+func (tb testBundle) hget(t *testing.T, key, field string) string {
+	t.Helper()
+	v, err := tb.client.Do(context.Background(), tb.client.B().Hget().Key(key).Field(field).Build()).ToString()
+	require.NoError(t, err)
+	return v
+}
+
+// exists is 1 if key exists, else 0.
+func (tb testBundle) exists(t *testing.T, key string) int64 {
+	t.Helper()
+	n, err := tb.client.Do(context.Background(), tb.client.B().Exists().Key(key).Build()).AsInt64()
+	require.NoError(t, err)
+	return n
+}
+
 func msg(text string) []byte {
 	b, _ := json.Marshal(map[string]string{"id": text, "text": text})
 	return b
@@ -77,37 +156,27 @@ func TestAppend_DeadlineArithmetic(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tb := setup(t, func(o *store.Options) { o.MaxWait, o.MaxMessages = tt.maxWait, tt.maxMsgs })
-			ctx := context.Background()
 			var a store.Appended
-			var err error
 			for i := 0; i <= len(tt.gaps); i++ {
 				if i > 0 {
 					tb.advance(tt.gaps[i-1])
 				}
-				a, err = tb.buf.Append(ctx, "u1", fmt.Sprint("m", i), msg(fmt.Sprint("m", i)), false)
-				require.NoError(t, err)
+				a = tb.add(t, "u1", fmt.Sprint("m", i))
 				require.True(t, a.Stored)
 			}
 			require.Equal(t, t0+tt.wantOffset.Milliseconds(), a.Deadline)
 			k := tb.buf.Keys().Conversation("u1")
-			score, err := tb.client.Do(ctx, tb.client.B().Zscore().Key(k.Due).Member("u1").Build()).AsInt64()
-			require.NoError(t, err)
-			require.Equal(t, a.Deadline, score)
-			reason, err := tb.client.Do(ctx, tb.client.B().Hget().Key(k.Meta).Field("reason").Build()).ToString()
-			require.NoError(t, err)
-			require.Equal(t, tt.wantReason, reason)
+			require.Equal(t, a.Deadline, tb.score(t, k.Due, "u1"))
+			require.Equal(t, tt.wantReason, tb.hget(t, k.Meta, "reason"))
 		})
 	}
 }
 
 func TestAppend_DuplicateIDStoredOnce(t *testing.T) {
 	tb := setup(t)
-	ctx := context.Background()
-	a1, err := tb.buf.Append(ctx, "u1", "wamid.1", msg("oi"), false)
-	require.NoError(t, err)
+	a1 := tb.append(t, "u1", "wamid.1", "oi", false)
 	tb.advance(time.Second)
-	a2, err := tb.buf.Append(ctx, "u1", "wamid.1", msg("oi"), false)
-	require.NoError(t, err)
+	a2 := tb.append(t, "u1", "wamid.1", "oi", false)
 	require.True(t, a1.Stored)
 	require.False(t, a2.Stored)
 	require.Equal(t, a1.Generation, a2.Generation, "a duplicate does not bump the generation")
@@ -116,29 +185,21 @@ func TestAppend_DuplicateIDStoredOnce(t *testing.T) {
 
 	// Still a duplicate after the batch was flushed and delivered.
 	tb.advance(time.Minute)
-	c, why, err := tb.buf.Flush(ctx, "u1", "w1")
-	require.NoError(t, err)
-	require.Empty(t, why)
-	_, err = c.Commit(ctx)
-	require.NoError(t, err)
-	a3, err := tb.buf.Append(ctx, "u1", "wamid.1", msg("oi"), false)
-	require.NoError(t, err)
+	commit(t, tb.flush(t, "u1", "w1"))
+	a3 := tb.append(t, "u1", "wamid.1", "oi", false)
 	require.False(t, a3.Stored)
 
 	// The same id in another conversation is another message.
-	a4, err := tb.buf.Append(ctx, "u2", "wamid.1", msg("oi"), false)
-	require.NoError(t, err)
+	a4 := tb.append(t, "u2", "wamid.1", "oi", false)
 	require.True(t, a4.Stored)
 }
 
 func TestAppend_DedupeWindowExpires(t *testing.T) {
 	tb := setup(t, func(o *store.Options) { o.DedupeWindow = 5 * time.Second })
 	ctx := context.Background()
-	_, err := tb.buf.Append(ctx, "u1", "old", msg("a"), false)
-	require.NoError(t, err)
+	tb.add(t, "u1", "old")
 	tb.advance(6 * time.Second)
-	_, err = tb.buf.Append(ctx, "u1", "new", msg("b"), false) // trims ids older than the window
-	require.NoError(t, err)
+	tb.add(t, "u1", "new") // trims ids older than the window
 	n, err := tb.client.Do(ctx, tb.client.B().Zcard().Key(tb.buf.Keys().Conversation("u1").Seen).Build()).AsInt64()
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n, "ids older than the dedupe window are trimmed")
@@ -147,19 +208,16 @@ func TestAppend_DedupeWindowExpires(t *testing.T) {
 func TestAppend_GenerationNeverRepeats(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
-	a1, err := tb.buf.Append(ctx, "u1", "a", msg("a"), false)
-	require.NoError(t, err)
+	a1 := tb.add(t, "u1", "a")
 	require.Equal(t, t0+1, a1.Generation, "a new conversation's generation starts at the clock")
-	a2, err := tb.buf.Append(ctx, "u1", "b", msg("b"), false)
-	require.NoError(t, err)
+	a2 := tb.add(t, "u1", "b")
 	require.Equal(t, a1.Generation+1, a2.Generation)
 
 	// The state expired (safety TTL): the generation restarts above every earlier one.
 	k := tb.buf.Keys().Conversation("u1")
 	tb.client.Do(ctx, tb.client.B().Del().Key(k.Meta, k.Buf).Build())
 	tb.advance(time.Second)
-	a3, err := tb.buf.Append(ctx, "u1", "c", msg("c"), false)
-	require.NoError(t, err)
+	a3 := tb.add(t, "u1", "c")
 	require.Greater(t, a3.Generation, a2.Generation)
 }
 
@@ -169,64 +227,41 @@ func TestAppend_GenerationNeverRepeats(t *testing.T) {
 // belongs to the batch.
 func TestFlush_ChecksDeadline(t *testing.T) {
 	tb := setup(t, func(o *store.Options) { o.MaxWait = 15 * time.Second })
-	ctx := context.Background()
-	a, err := tb.buf.Append(ctx, "u1", "a", msg("a"), false)
-	require.NoError(t, err)
+	a := tb.add(t, "u1", "a")
 
-	_, why, err := tb.buf.Flush(ctx, "u1", "w1")
-	require.NoError(t, err)
-	require.Equal(t, store.FlushNotDue, why)
+	require.Equal(t, store.FlushNotDue, tb.notFlushed(t, "u1", "w1"))
 
 	tb.advance(10 * time.Second)
-	c, why, err := tb.buf.Flush(ctx, "u1", "w1")
-	require.NoError(t, err)
-	require.Empty(t, why)
+	c := tb.flush(t, "u1", "w1")
 	require.Equal(t, a.Generation, c.Generation)
 	require.Equal(t, "quiet", c.Batch.Reason)
 	require.Equal(t, batch.FormatMillis(t0+10_000), c.Batch.FlushedAt)
 	require.Equal(t, 1, c.Batch.Attempt, "the claim counts the first delivery attempt")
 	require.Equal(t, []string{"a"}, texts(t, c))
 
-	_, why, err = tb.buf.Flush(ctx, "u1", "w2")
-	require.NoError(t, err)
-	require.Equal(t, store.FlushGone, why, "a flushed conversation is not flushed twice")
+	require.Equal(t, store.FlushGone, tb.notFlushed(t, "u1", "w2"), "a flushed conversation is not flushed twice")
 
 	k := tb.buf.Keys().Conversation("u1")
-	exists, err := tb.client.Do(ctx, tb.client.B().Exists().Key(k.Buf).Build()).AsInt64()
-	require.NoError(t, err)
-	require.Zero(t, exists, "the buffer moved into the batch")
-	lease, err := tb.client.Do(ctx, tb.client.B().Zscore().Key(k.Inflight).Member("u1").Build()).AsInt64()
-	require.NoError(t, err)
-	require.Equal(t, t0+10_000+30_000, lease)
+	require.Zero(t, tb.exists(t, k.Buf), "the buffer moved into the batch")
+	require.Equal(t, t0+10_000+30_000, tb.score(t, k.Inflight, "u1"))
 
 	// Due, then a message within the quiet window: not due any more.
-	_, err = tb.buf.Append(ctx, "u2", "b1", msg("b1"), false) // due at t0+20s
-	require.NoError(t, err)
+	tb.add(t, "u2", "b1") // due at t0+20s
 	tb.advance(10 * time.Second)
-	_, err = tb.buf.Append(ctx, "u2", "b2", msg("b2"), false) // found due; now due at t0+30s
-	require.NoError(t, err)
-	_, why, err = tb.buf.Flush(ctx, "u2", "w1")
-	require.NoError(t, err)
-	require.Equal(t, store.FlushNotDue, why, "a message after the conversation was found due, within the quiet window, defers it")
+	tb.add(t, "u2", "b2") // found due; now due at t0+30s
+	require.Equal(t, store.FlushNotDue, tb.notFlushed(t, "u2", "w1"), "a message after the conversation was found due, within the quiet window, defers it")
 	tb.advance(10 * time.Second)
-	c2, why, err := tb.buf.Flush(ctx, "u2", "w1")
-	require.NoError(t, err)
-	require.Empty(t, why)
+	c2 := tb.flush(t, "u2", "w1")
 	require.Equal(t, []string{"b1", "b2"}, texts(t, c2))
 
 	// Due at max wait, then a message: still due, and it joins the batch.
-	_, err = tb.buf.Append(ctx, "u3", "c1", msg("c1"), false)
-	require.NoError(t, err)
+	tb.add(t, "u3", "c1")
 	tb.advance(8 * time.Second)
-	_, err = tb.buf.Append(ctx, "u3", "c2", msg("c2"), false) // capped: due 15s after c1
-	require.NoError(t, err)
+	tb.add(t, "u3", "c2") // capped: due 15s after c1
 	tb.advance(7 * time.Second)
-	late, err := tb.buf.Append(ctx, "u3", "c3", msg("c3"), false) // found due; max wait has passed
-	require.NoError(t, err)
+	late := tb.add(t, "u3", "c3") // found due; max wait has passed
 	require.LessOrEqual(t, late.Deadline, late.Now, "past max wait the deadline stays past")
-	c3, why, err := tb.buf.Flush(ctx, "u3", "w1")
-	require.NoError(t, err)
-	require.Empty(t, why, "a message after max wait passed does not defer the batch")
+	c3 := tb.flush(t, "u3", "w1", "a message after max wait passed does not defer the batch")
 	require.Equal(t, "max_wait", c3.Batch.Reason)
 	require.Equal(t, late.Generation, c3.Generation)
 	require.Equal(t, []string{"c1", "c2", "c3"}, texts(t, c3), "it is claimed with the batch")
@@ -236,8 +271,7 @@ func TestFlush_ClaimRaceHasOneWinner(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
 	for i := range 20 {
-		_, err := tb.buf.Append(ctx, "u1", fmt.Sprint(i), msg(fmt.Sprint(i)), false)
-		require.NoError(t, err)
+		tb.add(t, "u1", fmt.Sprint(i))
 	}
 	tb.advance(time.Minute)
 	var wins atomic.Int32
@@ -258,33 +292,19 @@ func TestFlush_ClaimRaceHasOneWinner(t *testing.T) {
 
 func TestFlush_SerializesBatchesOfAConversation(t *testing.T) {
 	tb := setup(t)
-	ctx := context.Background()
-	_, err := tb.buf.Append(ctx, "u1", "a", msg("a"), false)
-	require.NoError(t, err)
-	tb.advance(10 * time.Second)
-	first, why, err := tb.buf.Flush(ctx, "u1", "w1")
-	require.NoError(t, err)
-	require.Empty(t, why)
+	first := tb.claim(t, "u1", "a")
 
 	// Messages arriving while batch 1 is in flight wait for it.
-	_, err = tb.buf.Append(ctx, "u1", "b", msg("b"), false)
-	require.NoError(t, err)
+	tb.add(t, "u1", "b")
 	tb.advance(10 * time.Second)
-	_, why, err = tb.buf.Flush(ctx, "u1", "w1")
-	require.NoError(t, err)
-	require.Equal(t, store.FlushBusy, why)
+	require.Equal(t, store.FlushBusy, tb.notFlushed(t, "u1", "w1"))
 	k := tb.buf.Keys().Conversation("u1")
-	score, err := tb.client.Do(ctx, tb.client.B().Zscore().Key(k.Due).Member("u1").Build()).AsInt64()
-	require.NoError(t, err)
-	require.Equal(t, t0+10_000+30_000, score, "rescheduled at batch 1's lease end")
+	require.Equal(t, t0+10_000+30_000, tb.score(t, k.Due, "u1"), "rescheduled at batch 1's lease end")
 
-	done, err := first.Commit(ctx)
-	require.NoError(t, err)
+	done := commit(t, first)
 	require.Equal(t, t0+20_000, done.Next, "committing restores the waiting buffer's own deadline")
 
-	second, why, err := tb.buf.Flush(ctx, "u1", "w1")
-	require.NoError(t, err)
-	require.Empty(t, why)
+	second := tb.flush(t, "u1", "w1")
 	require.Equal(t, []string{"b"}, texts(t, second), "batch 2 holds only what came after batch 1")
 	require.Greater(t, second.Generation, first.Generation)
 }
@@ -292,16 +312,10 @@ func TestFlush_SerializesBatchesOfAConversation(t *testing.T) {
 func TestCommit_OnlyTheBatchInFlight(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
-	_, err := tb.buf.Append(ctx, "u1", "a", msg("a"), false)
-	require.NoError(t, err)
-	tb.advance(10 * time.Second)
-	c, _, err := tb.buf.Flush(ctx, "u1", "w1")
-	require.NoError(t, err)
-	done, err := c.Commit(ctx)
-	require.NoError(t, err)
+	c := tb.claim(t, "u1", "a")
+	done := commit(t, c)
 	require.EqualValues(t, -1, done.Next)
-	again, err := c.Commit(ctx)
-	require.NoError(t, err)
+	again := commit(t, c)
 	require.True(t, again.Already, "a second commit of the same batch changes nothing")
 	require.Empty(t, testenv.Keys(ctx, tb.client, tb.ns+":{s"+fmt.Sprintf("%02d", keys.Shard("u1"))+"}:batch:*"))
 }
@@ -309,13 +323,7 @@ func TestCommit_OnlyTheBatchInFlight(t *testing.T) {
 func TestReclaim_ExpiredLeaseRedrivesSameBatch(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
-	for _, m := range []string{"a", "b"} {
-		_, err := tb.buf.Append(ctx, "u1", m, msg(m), false)
-		require.NoError(t, err)
-	}
-	tb.advance(10 * time.Second)
-	c1, _, err := tb.buf.Flush(ctx, "u1", "w1")
-	require.NoError(t, err)
+	c1 := tb.claim(t, "u1", "a", "b")
 	require.Equal(t, 1, c1.Batch.Attempt, "the claim counted attempt 1")
 
 	_, ok, err := tb.buf.Reclaim(ctx, "u1", "w2")
@@ -333,7 +341,7 @@ func TestReclaim_ExpiredLeaseRedrivesSameBatch(t *testing.T) {
 	require.Equal(t, c1.Generation, c2.Generation, "the same batch")
 	require.Equal(t, c1.ID(), c2.ID())
 	require.Equal(t, texts(t, c1), texts(t, c2))
-	require.Equal(t, 2, c2.Batch.Attempt, "the take-over counts the next attempt")
+	require.Equal(t, 1, c2.Batch.Attempt, "the take-over counts nothing by itself")
 	require.Equal(t, "w2", c2.Owner)
 	_, ok, err = tb.buf.Reclaim(ctx, "u1", "w3")
 	require.NoError(t, err)
@@ -342,20 +350,41 @@ func TestReclaim_ExpiredLeaseRedrivesSameBatch(t *testing.T) {
 	_, err = c1.NextAttempt(ctx)
 	require.ErrorIs(t, err, store.ErrLost, "the old owner learns it lost the batch")
 	require.ErrorIs(t, c1.Renew(ctx), store.ErrLost)
+	require.NoError(t, c2.Begin(ctx))
+	require.Equal(t, 2, c2.Batch.Attempt, "its delivery counts the next attempt when it begins")
 	n, err := c2.NextAttempt(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 3, n)
 	require.Equal(t, 3, c2.Batch.Attempt)
 }
 
+// Begin costs nothing for a fresh claim, renews one that waited for more
+// than a third of its lease, and finds a claim taken over meanwhile.
+func TestBegin_ConfirmsAClaimThatWaited(t *testing.T) {
+	tb := setup(t)
+	ctx := context.Background()
+	c := tb.claim(t, "u1", "a")
+	require.NoError(t, c.Begin(ctx))
+	require.Equal(t, 1, c.Batch.Attempt, "a fresh claim counts nothing more")
+
+	stale := tb.claim(t, "u2", "b")
+	tb.advance(31 * time.Second) // on the Redis clock its lease ran out
+	other, ok, err := tb.buf.Reclaim(ctx, "u2", "w2")
+	require.NoError(t, err)
+	require.True(t, ok)
+	// The claim's own view (local time) says fresh; make it old, as after
+	// a long wait for a delivery slot.
+	stale.Age(30 * time.Second)
+	require.ErrorIs(t, stale.Begin(ctx), store.ErrLost, "a claim taken over while it waited is not delivered")
+	require.NoError(t, other.Begin(ctx))
+}
+
 func TestDue_ReportsDueAndNext(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
-	_, err := tb.buf.Append(ctx, "early", "a", msg("a"), false)
-	require.NoError(t, err)
+	tb.add(t, "early", "a")
 	tb.advance(5 * time.Second)
-	_, err = tb.buf.Append(ctx, "late", "b", msg("b"), false)
-	require.NoError(t, err)
+	tb.add(t, "late", "b")
 	tb.advance(6 * time.Second) // early is due (t0+10s), late at t0+15s
 
 	sched, err := tb.buf.Due(ctx, 100)
@@ -384,69 +413,48 @@ func TestKeys_HostileConversationKeys(t *testing.T) {
 		require.NoError(t, err, "%q", key)
 		require.True(t, a.Stored)
 		tb.advance(time.Minute)
-		c, why, err := tb.buf.Flush(ctx, key, "w")
-		require.NoError(t, err)
-		require.Empty(t, why)
+		c := tb.flush(t, key, "w")
 		require.Equal(t, key, c.Key)
 		require.Equal(t, []string{key}, texts(t, c))
-		_, err = c.Commit(ctx)
-		require.NoError(t, err)
+		commit(t, c)
 	}
 }
 
 func TestFlush_FloodIsClaimedInSlicesOfMaxMessages(t *testing.T) {
 	tb := setup(t, func(o *store.Options) { o.MaxMessages = 3 })
-	ctx := context.Background()
-	_, err := tb.buf.Append(ctx, "u1", "m0", msg("m0"), false)
-	require.NoError(t, err)
-	tb.advance(10 * time.Second)
-	first, why, err := tb.buf.Flush(ctx, "u1", "w1")
-	require.NoError(t, err)
-	require.Empty(t, why)
+	first := tb.claim(t, "u1", "m0")
 
 	// A flood while batch 1 is in flight.
 	var want []string
 	for i := 1; i <= 7; i++ {
 		m := fmt.Sprint("m", i)
 		want = append(want, m)
-		_, err := tb.buf.Append(ctx, "u1", m, msg(m), false)
-		require.NoError(t, err)
+		tb.add(t, "u1", m)
 	}
-	_, err = first.Commit(ctx)
-	require.NoError(t, err)
+	commit(t, first)
 
 	var got []string
 	gens := map[int64]bool{first.Generation: true}
 	for range 3 {
-		c, why, err := tb.buf.Flush(ctx, "u1", "w1")
-		require.NoError(t, err)
-		require.Empty(t, why)
+		c := tb.flush(t, "u1", "w1")
 		require.LessOrEqual(t, len(c.Batch.Messages), 3, "a batch never exceeds MAX_BATCH_MESSAGES")
 		require.False(t, gens[c.Generation], "every slice has a batch id of its own")
 		gens[c.Generation] = true
 		got = append(got, texts(t, c)...)
-		_, err = c.Commit(ctx)
-		require.NoError(t, err)
+		commit(t, c)
 	}
 	require.Equal(t, want, got, "every message once, in arrival order")
-	_, why, err = tb.buf.Flush(ctx, "u1", "w1")
-	require.NoError(t, err)
-	require.Equal(t, store.FlushGone, why)
+	require.Equal(t, store.FlushGone, tb.notFlushed(t, "u1", "w1"))
 }
 
 func TestAppend_FlushNowIsDueAtOnce(t *testing.T) {
 	tb := setup(t)
-	ctx := context.Background()
-	_, err := tb.buf.Append(ctx, "u1", "a", msg("hi"), false)
-	require.NoError(t, err)
+	tb.append(t, "u1", "a", "hi", false)
 	tb.advance(time.Second)
-	a, err := tb.buf.Append(ctx, "u1", "b", msg("/start"), true)
-	require.NoError(t, err)
+	a := tb.append(t, "u1", "b", "/start", true)
 	require.Equal(t, t0+1_000, a.Deadline)
 	tb.advance(time.Millisecond)
-	c, why, err := tb.buf.Flush(ctx, "u1", "w1")
-	require.NoError(t, err)
-	require.Empty(t, why)
+	c := tb.flush(t, "u1", "w1")
 	require.Equal(t, "immediate", c.Batch.Reason)
 	require.Equal(t, []string{"hi", "/start"}, texts(t, c), "with what was buffered before it")
 }
@@ -460,8 +468,7 @@ func TestTyping_ExtendsQuietWindowCappedByMaxWait(t *testing.T) {
 	require.False(t, r.Moved, "nothing buffered: nothing to extend")
 	require.EqualValues(t, -1, r.Deadline)
 
-	_, err = tb.buf.Append(ctx, "u1", "a", msg("a"), false) // deadline t0+10s
-	require.NoError(t, err)
+	tb.add(t, "u1", "a") // deadline t0+10s
 	tb.advance(8 * time.Second)
 	r, err = tb.buf.Typing(ctx, "u1")
 	require.NoError(t, err)
@@ -472,16 +479,11 @@ func TestTyping_ExtendsQuietWindowCappedByMaxWait(t *testing.T) {
 	r, err = tb.buf.Typing(ctx, "u1")
 	require.NoError(t, err)
 	require.Equal(t, t0+25_000, r.Deadline, "but never past first + MAX_WAIT")
-	k := tb.buf.Keys().Conversation("u1")
-	reason, err := tb.client.Do(ctx, tb.client.B().Hget().Key(k.Meta).Field("reason").Build()).ToString()
-	require.NoError(t, err)
-	require.Equal(t, "max_wait", reason)
+	require.Equal(t, "max_wait", tb.hget(t, tb.buf.Keys().Conversation("u1").Meta, "reason"))
 
 	r, err = tb.buf.FlushNow(ctx, "u1")
 	require.NoError(t, err)
 	require.Equal(t, t0+20_000, r.Deadline, "a manual flush is due at once")
-	c, why, err := tb.buf.Flush(ctx, "u1", "w1")
-	require.NoError(t, err)
-	require.Empty(t, why)
+	c := tb.flush(t, "u1", "w1")
 	require.Equal(t, "manual", c.Batch.Reason)
 }

@@ -21,6 +21,7 @@ type RedisServer struct {
 	Client rueidis.Client
 	Addr   string // host:port
 	proc   *os.Process
+	exited <-chan struct{}
 }
 
 // StartRedisServer runs redis-server on a free port in t.TempDir(), without
@@ -65,7 +66,7 @@ func StartRedisServer(t testing.TB) *RedisServer {
 	}
 	client, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
 	require.NoError(t, err)
-	r := &RedisServer{Client: client, Addr: addr, proc: cmd.Process}
+	r := &RedisServer{Client: client, Addr: addr, proc: cmd.Process, exited: exited}
 	t.Cleanup(func() { r.Resume(); client.Close() })
 	return r
 }
@@ -96,3 +97,10 @@ func (r *RedisServer) Freeze(t testing.TB) {
 
 // Resume lifts Freeze.
 func (r *RedisServer) Resume() { _ = r.proc.Signal(syscall.SIGCONT) }
+
+// Kill kills the server and waits until it is gone, as a crashed Redis:
+// connections are closed and the port refuses new ones.
+func (r *RedisServer) Kill() {
+	_ = r.proc.Kill()
+	<-r.exited
+}

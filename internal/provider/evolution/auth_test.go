@@ -71,11 +71,7 @@ func TestVerifyJWT(t *testing.T) {
 	}
 	for _, tt := range tests {
 		err := evolution.VerifyJWT(tt.token, jwtKey, tt.at)
-		if tt.ok {
-			require.NoError(t, err, tt.name)
-		} else {
-			require.ErrorIs(t, err, evolution.ErrAuth, tt.name)
-		}
+		providertest.RequireVerdict(t, tt.name, err, tt.ok, evolution.ErrAuth)
 	}
 }
 
@@ -104,11 +100,7 @@ func TestAuth_Verify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		err := tt.auth.Verify(headers(tt.h), now)
-		if tt.ok {
-			require.NoError(t, err, tt.name)
-		} else {
-			require.ErrorIs(t, err, evolution.ErrAuth, tt.name)
-		}
+		providertest.RequireVerdict(t, tt.name, err, tt.ok, evolution.ErrAuth)
 	}
 }
 
@@ -162,10 +154,6 @@ func TestVerifyJWT_TimeClaimsAreBounded(t *testing.T) {
 	}
 	for _, tt := range tests {
 		err := evolution.VerifyJWT(sign(t, tt.claims, jwtKey), jwtKey, now)
-		if tt.ok {
-			require.NoError(t, err, tt.name)
-		} else {
-			require.ErrorIs(t, err, evolution.ErrAuth, tt.name)
-		}
+		providertest.RequireVerdict(t, tt.name, err, tt.ok, evolution.ErrAuth)
 	}
 }

@@ -16,23 +16,13 @@ import (
 // per message type and event kind) in testdata/golden.
 func TestParse_Fixtures(t *testing.T) {
 	t.Parallel()
-	for name, body := range providertest.Fixtures(t, "*.json") {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			res, err := evolution.Parse(body, providertest.Received)
-			require.NoError(t, err)
-			providertest.CheckResult(t, res, err)
-			providertest.Golden(t, name, res)
-		})
-	}
+	providertest.GoldenFixtures(t, "*.json", evolution.Parse)
 }
 
 // The documented messages.upsert fixture, field by field.
 func TestParse_DocText(t *testing.T) {
 	t.Parallel()
-	body := providertest.Fixtures(t, "text_conversation.json")["text_conversation"]
-	res, err := evolution.Parse(body, providertest.Received)
-	require.NoError(t, err)
+	res := providertest.ParseFixture(t, "text_conversation.json", evolution.Parse)
 	require.Equal(t, []ingest.Envelope{{Key: "bot-01:5511900000001@s.whatsapp.net", Message: batch.Message{
 		ID: "3EB0A1B2C3D4E5F6A7B8C9", Text: "oi, tudo bem?", Type: batch.TypeText,
 		ReceivedAt: "2026-11-25T20:00:00.123Z", Timestamp: "2023-11-14T22:13:20.000Z",

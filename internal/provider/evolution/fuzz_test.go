@@ -14,14 +14,7 @@ import (
 )
 
 func FuzzParseEvolution(f *testing.F) {
-	for _, body := range providertest.Fixtures(f, "*.json") {
-		f.Add(body)
-	}
-	f.Add([]byte(`{"event":"messages.upsert","instance":1,"data":{"key":{"id":2,"remoteJid":3},"messageTimestamp":{"low":-1,"high":-1}}}`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		res, err := evolution.Parse(body, providertest.Received)
-		providertest.CheckResult(t, res, err)
-	})
+	providertest.FuzzParse(f, "*.json", evolution.Parse, []byte(`{"event":"messages.upsert","instance":1,"data":{"key":{"id":2,"remoteJid":3},"messageTimestamp":{"low":-1,"high":-1}}}`))
 }
 
 func FuzzVerifyJWT(f *testing.F) {

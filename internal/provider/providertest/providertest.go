@@ -50,6 +50,64 @@ func Fixtures(t testing.TB, pattern string) map[string][]byte {
 	return out
 }
 
+// Fixture returns testdata/<file>, which must exist.
+func Fixture(t testing.TB, file string) []byte {
+	t.Helper()
+	return Fixtures(t, file)[strings.TrimSuffix(file, filepath.Ext(file))]
+}
+
+// ParseFixture parses testdata/<file>, received at Received; parse must
+// accept it.
+func ParseFixture(t *testing.T, file string, parse func(body []byte, receivedAt time.Time) (provider.Result, error)) provider.Result {
+	t.Helper()
+	res, err := parse(Fixture(t, file), Received)
+	require.NoError(t, err)
+	return res
+}
+
+// GoldenFixtures parses every fixture matching pattern in testdata, each in
+// a parallel subtest, received at Received: parse must accept it, the
+// result must pass CheckResult and equal its golden file.
+func GoldenFixtures(t *testing.T, pattern string, parse func(body []byte, receivedAt time.Time) (provider.Result, error)) {
+	t.Helper()
+	for name, body := range Fixtures(t, pattern) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			res, err := parse(body, Received)
+			require.NoError(t, err)
+			CheckResult(t, res, err)
+			Golden(t, name, res)
+		})
+	}
+}
+
+// FuzzParse fuzzes parse (bodies received at Received) with CheckResult,
+// seeded with the fixtures matching pattern in testdata and with seeds.
+func FuzzParse(f *testing.F, pattern string, parse func(body []byte, receivedAt time.Time) (provider.Result, error), seeds ...[]byte) {
+	f.Helper()
+	for _, body := range Fixtures(f, pattern) {
+		f.Add(body)
+	}
+	for _, body := range seeds {
+		f.Add(body)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		res, err := parse(body, Received)
+		CheckResult(t, res, err)
+	})
+}
+
+// RequireVerdict asserts a verification's outcome: no error when ok, else
+// an error that is refused.
+func RequireVerdict(t *testing.T, name string, err error, ok bool, refused error) {
+	t.Helper()
+	if ok {
+		require.NoError(t, err, name)
+	} else {
+		require.ErrorIs(t, err, refused, name)
+	}
+}
+
 // Golden compares got, as indented JSON, with testdata/golden/<name>.json;
 // go test -update rewrites the file instead.
 func Golden(t *testing.T, name string, got any) {

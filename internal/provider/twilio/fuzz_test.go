@@ -3,7 +3,9 @@ package twilio_test
 import (
 	"net/url"
 	"testing"
+	"time"
 
+	"github.com/lullhq/lull/internal/provider"
 	"github.com/lullhq/lull/internal/provider/providertest"
 	"github.com/lullhq/lull/internal/provider/twilio"
 )
@@ -11,18 +13,13 @@ import (
 // FuzzParseTwilio feeds raw form bodies through the same parsing the
 // handler does.
 func FuzzParseTwilio(f *testing.F) {
-	for _, body := range providertest.Fixtures(f, "*.txt") {
-		f.Add(body)
-	}
-	f.Add([]byte("MessageSid=1&From=a&To=b&NumMedia=99999999999&MediaUrl0=x&Latitude=1e400"))
-	f.Fuzz(func(t *testing.T, body []byte) {
+	providertest.FuzzParse(f, "*.txt", func(body []byte, receivedAt time.Time) (provider.Result, error) {
 		form, err := url.ParseQuery(string(body))
 		if err != nil {
-			return // answered 400 before Parse
+			return provider.Result{}, nil // answered 400 before Parse: nothing to check
 		}
-		res, err := twilio.Parse(form, providertest.Received)
-		providertest.CheckResult(t, res, err)
-	})
+		return twilio.Parse(form, receivedAt)
+	}, []byte("MessageSid=1&From=a&To=b&NumMedia=99999999999&MediaUrl0=x&Latitude=1e400"))
 }
 
 func FuzzVerifyTwilio(f *testing.F) {

@@ -21,13 +21,13 @@ const (
 
 func TestSignature_DocumentedVector(t *testing.T) {
 	t.Parallel()
-	params := form(t, providertest.Fixtures(t, "text_doc.txt")["text_doc"])
+	params := form(t, providertest.Fixture(t, "text_doc.txt"))
 	require.Equal(t, docSignature, twilio.Signature(docToken, docURL, params))
 }
 
 func TestVerify(t *testing.T) {
 	t.Parallel()
-	params := form(t, providertest.Fixtures(t, "text_doc.txt")["text_doc"])
+	params := form(t, providertest.Fixture(t, "text_doc.txt"))
 	withExtra := url.Values{}
 	for k, v := range params {
 		withExtra[k] = v
@@ -58,17 +58,13 @@ func TestVerify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		err := twilio.Verify(tt.token, tt.url, tt.params, tt.sig)
-		if tt.ok {
-			require.NoError(t, err, tt.name)
-		} else {
-			require.ErrorIs(t, err, twilio.ErrSignature, tt.name)
-		}
+		providertest.RequireVerdict(t, tt.name, err, tt.ok, twilio.ErrSignature)
 	}
 }
 
 func TestAuthenticate(t *testing.T) {
 	t.Parallel()
-	body := providertest.Fixtures(t, "text_doc.txt")["text_doc"]
+	body := providertest.Fixture(t, "text_doc.txt")
 	params := form(t, body)
 
 	got, err := twilio.Authenticate(docToken, docURL, body, docSignature)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/lullhq/lull/internal/batch"
 	"github.com/lullhq/lull/internal/ingest"
+	"github.com/lullhq/lull/internal/provider"
 	"github.com/lullhq/lull/internal/provider/providertest"
 	"github.com/lullhq/lull/internal/provider/twilio"
 )
@@ -21,27 +22,26 @@ func form(t *testing.T, body []byte) url.Values {
 	return v
 }
 
+// parseForm parses body as the form it is, then as Twilio's.
+func parseForm(body []byte, receivedAt time.Time) (provider.Result, error) {
+	v, err := url.ParseQuery(string(body))
+	if err != nil {
+		return provider.Result{}, err
+	}
+	return twilio.Parse(v, receivedAt)
+}
+
 // TestParse_Fixtures pins the exact normalized output of every fixture (one
 // per message type) in testdata/golden.
 func TestParse_Fixtures(t *testing.T) {
 	t.Parallel()
-	for name, body := range providertest.Fixtures(t, "*.txt") {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			res, err := twilio.Parse(form(t, body), providertest.Received)
-			require.NoError(t, err)
-			providertest.CheckResult(t, res, err)
-			providertest.Golden(t, name, res)
-		})
-	}
+	providertest.GoldenFixtures(t, "*.txt", parseForm)
 }
 
 // The documented fixture (Twilio's documented example request), field by field.
 func TestParse_DocText(t *testing.T) {
 	t.Parallel()
-	body := providertest.Fixtures(t, "text_doc.txt")["text_doc"]
-	res, err := twilio.Parse(form(t, body), providertest.Received)
-	require.NoError(t, err)
+	res := providertest.ParseFixture(t, "text_doc.txt", parseForm)
 	require.Equal(t, []ingest.Envelope{{Key: "whatsapp:+15550001111:whatsapp:+5511900000001", Message: batch.Message{
 		ID: "SM00000000000000000000000000000001", Text: "oi, tudo bem?", Type: batch.TypeText,
 		ReceivedAt: "2026-11-25T20:00:00.123Z", Source: "twilio",

@@ -12,18 +12,11 @@ import (
 )
 
 func FuzzParseWhatsApp(f *testing.F) {
-	for _, body := range providertest.Fixtures(f, "*.json") {
-		f.Add(body)
-	}
-	f.Add([]byte(`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"metadata":{"phone_number_id":1},"messages":[{"from":2,"id":3,"timestamp":4,"type":"x"}]}}]}]}`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		res, err := whatsapp.Parse(body, providertest.Received)
-		providertest.CheckResult(t, res, err)
-	})
+	providertest.FuzzParse(f, "*.json", whatsapp.Parse, []byte(`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"metadata":{"phone_number_id":1},"messages":[{"from":2,"id":3,"timestamp":4,"type":"x"}]}}]}]}`))
 }
 
 func FuzzVerifySignature(f *testing.F) {
-	doc := providertest.Fixtures(f, "doc_batch_text_voice.json")["doc_batch_text_voice"]
+	doc := providertest.Fixture(f, "doc_batch_text_voice.json")
 	f.Add(doc, "sha256=fc8df1f241b598c7b4bfc3ff8df84c07038ba087463cd586cab05dfa45797d14", "test_app_secret")
 	f.Add([]byte("{}"), "sha256=", "")
 	f.Fuzz(func(t *testing.T, body []byte, header, secret string) {

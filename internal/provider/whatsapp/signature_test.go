@@ -21,7 +21,7 @@ const (
 
 func TestVerifySignature(t *testing.T) {
 	t.Parallel()
-	doc := providertest.Fixtures(t, "doc_batch_text_voice.json")["doc_batch_text_voice"]
+	doc := providertest.Fixture(t, "doc_batch_text_voice.json")
 	require.Len(t, doc, 820, "the fixture is the documented bytes, unchanged")
 	require.Equal(t, docSignature, hmacsig.Sign(docSecret, doc))
 	require.Equal(t, unicodeSignature, hmacsig.Sign(docSecret, []byte(unicodeBody)))
@@ -50,11 +50,7 @@ func TestVerifySignature(t *testing.T) {
 	}
 	for _, tt := range tests {
 		err := whatsapp.VerifySignature(tt.body, tt.header, tt.secrets...)
-		if tt.ok {
-			require.NoError(t, err, tt.name)
-		} else {
-			require.ErrorIs(t, err, whatsapp.ErrSignature, tt.name)
-		}
+		providertest.RequireVerdict(t, tt.name, err, tt.ok, whatsapp.ErrSignature)
 	}
 }
 

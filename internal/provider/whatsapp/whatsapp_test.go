@@ -16,24 +16,14 @@ import (
 // per message type and event kind) in testdata/golden.
 func TestParse_Fixtures(t *testing.T) {
 	t.Parallel()
-	for name, body := range providertest.Fixtures(t, "*.json") {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			res, err := whatsapp.Parse(body, providertest.Received)
-			require.NoError(t, err)
-			providertest.CheckResult(t, res, err)
-			providertest.Golden(t, name, res)
-		})
-	}
+	providertest.GoldenFixtures(t, "*.json", whatsapp.Parse)
 }
 
 // The documented batched fixture: both messages, keyed by the business
 // number id and the user's business-scoped id, deduped by wamid.
 func TestParse_DocBatchTextAndVoice(t *testing.T) {
 	t.Parallel()
-	body := providertest.Fixtures(t, "doc_batch_text_voice.json")["doc_batch_text_voice"]
-	res, err := whatsapp.Parse(body, providertest.Received)
-	require.NoError(t, err)
+	res := providertest.ParseFixture(t, "doc_batch_text_voice.json", whatsapp.Parse)
 	require.Len(t, res.Envelopes, 2)
 	text, voice := res.Envelopes[0], res.Envelopes[1]
 
