@@ -11,7 +11,10 @@
 package lua
 
 import (
+	"context"
+	"crypto/sha1"
 	_ "embed"
+	"encoding/hex"
 
 	"github.com/redis/rueidis"
 )
@@ -42,7 +45,56 @@ var (
 	scheduleSrc string
 )
 
-func script(src string) *rueidis.Lua { return rueidis.NewLuaScript(Prelude + src) }
+// Script is one of the scripts, Prelude included.
+type Script struct {
+	lua *rueidis.Lua
+	src string
+	// SHA is the script's SHA1, the name EVALSHA runs it by.
+	SHA string
+}
+
+func script(src string) *Script {
+	src = Prelude + src
+	sum := sha1.Sum([]byte(src))
+	return &Script{lua: rueidis.NewLuaScript(src), src: src, SHA: hex.EncodeToString(sum[:])}
+}
+
+// Exec runs the script once: EVALSHA, and EVAL when Redis does not have it
+// cached.
+func (s *Script) Exec(ctx context.Context, c rueidis.Client, keys, args []string) rueidis.RedisResult {
+	return s.lua.Exec(ctx, c, keys, args)
+}
+
+// ExecMulti runs the script once per exec in one round trip of EVALSHA
+// commands. The few that Redis answers NOSCRIPT (its script cache was
+// emptied: a restart, SCRIPT FLUSH) run again with EVAL, which caches the
+// script for the next calls. (rueidis's own Lua.ExecMulti sends a SCRIPT
+// LOAD of the whole script first, on every call: one more round trip.)
+func (s *Script) ExecMulti(ctx context.Context, c rueidis.Client, execs ...rueidis.LuaExec) []rueidis.RedisResult {
+	cmds := make(rueidis.Commands, len(execs))
+	for i, e := range execs {
+		cmds[i] = c.B().Evalsha().Sha1(s.SHA).Numkeys(int64(len(e.Keys))).Key(e.Keys...).Arg(e.Args...).Build()
+	}
+	res := c.DoMulti(ctx, cmds...)
+	var again []int
+	for i, r := range res {
+		if e, ok := rueidis.IsRedisErr(r.Error()); ok && e.IsNoScript() {
+			again = append(again, i)
+		}
+	}
+	if len(again) == 0 {
+		return res
+	}
+	cmds = cmds[:0]
+	for _, i := range again {
+		e := execs[i]
+		cmds = append(cmds, c.B().Eval().Script(s.src).Numkeys(int64(len(e.Keys))).Key(e.Keys...).Arg(e.Args...).Build())
+	}
+	for j, r := range c.DoMulti(ctx, cmds...) {
+		res[again[j]] = r
+	}
+	return res
+}
 
 // The scripts, run with EVALSHA (falling back to EVAL on a cold cache).
 var (

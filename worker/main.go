@@ -45,7 +45,7 @@ func run() int {
 
 	sinks, err := sink.FromNames(cfg.Sinks, sink.Options{
 		Log:    os.Stdout,
-		HTTP:   sink.HTTPOptions{URL: cfg.CallbackURL, Secret: cfg.CallbackSecret, Timeout: cfg.CallbackTimeout},
+		HTTP:   sink.HTTPOptions{URL: cfg.CallbackURL, Secret: cfg.CallbackSecret, Timeout: cfg.CallbackTimeout, MaxConns: cfg.Deliveries},
 		Broker: sink.BrokerOptions{URL: cfg.AMQPURL, Namespace: cfg.Namespace, Timeout: cfg.PublishTimeout, Logger: log},
 		AMQP:   sink.AMQPOptions{Exchange: cfg.BatchExchange, Queue: cfg.BatchQueue},
 		Celery: sink.CeleryOptions{Queue: cfg.CeleryQueue, Task: cfg.CeleryTask},

@@ -1,18 +1,20 @@
 // Package appender moves consumed messages into conversation buffers: it
-// decodes each one, appends it to Redis (store.Append, or store.Typing for a
-// typing event), and settles it exactly once.
+// decodes each one, appends it to Redis (store.AppendMany, the messages
+// waiting in a lane in one round trip; store.Typing for a typing event), and
+// settles it exactly once, only after Redis has it.
 //
 // An Appender is a startstop.Service. The consumer's handler passes every
 // message to Handle, which queues it to the lane of its conversation (one
 // lane per conversation hash, so a conversation's messages are appended in
 // queue order) and blocks while that lane is full. Start launches the lanes;
-// Stop lets each lane finish the message it is processing and requeues what
-// the lanes still hold. Each message's outcome is decided once, by outcome,
-// and sent from one place, settle.
+// Stop lets each lane finish the Redis call it is making and requeues what
+// the lanes still hold. Each message's outcome is decided once, by step (by
+// outcome for a typing event), and sent from one place, settle.
 package appender
 
 import (
 	"context"
+	"errors"
 	"hash/fnv"
 	"log/slog"
 	"sync"
@@ -38,6 +40,9 @@ const (
 	DefaultLanes = 16
 	// laneDepth is how many messages a lane holds before Handle blocks.
 	laneDepth = 16
+	// batchMax caps how many of a lane's waiting messages go to Redis in
+	// one round trip (store.AppendMany).
+	batchMax = 64
 	// retryMin and retryMax bound the pause between attempts of a Redis
 	// change that failed.
 	retryMin = 50 * time.Millisecond
@@ -156,16 +161,170 @@ func (a *Appender) Handle(body []byte, m Settler) {
 	}
 }
 
-// work settles the lane's messages one after the other until ctx is done.
+// work settles the lane's messages until ctx is done. It takes the messages
+// waiting in the lane (up to batchMax) and appends them in one Redis round
+// trip (store.AppendMany), then settles each with its own outcome; see step.
 func (a *Appender) work(ctx context.Context, lane chan job) {
+	var pending []pendingJob // taken from lane, not settled yet, in lane order
+	defer func() {
+		// Stopping: what was taken and not settled goes back, in order,
+		// before what the lane still holds (Start requeues that).
+		for _, p := range pending {
+			a.settle(p.job, queue.Requeue)
+		}
+	}()
 	for {
-		select {
-		case <-ctx.Done():
+		if len(pending) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case j := <-lane:
+				pending = append(pending, pendingJob{job: j})
+			}
+		}
+	fill:
+		for len(pending) < batchMax {
+			select {
+			case j := <-lane:
+				pending = append(pending, pendingJob{job: j})
+			default:
+				break fill
+			}
+		}
+		var stop bool
+		pending, stop = a.step(ctx, pending)
+		if stop {
 			return
-		case j := <-lane:
-			a.settle(j, a.outcome(ctx, j))
 		}
 	}
+}
+
+// pendingJob is a job a lane has taken, with its encoding and its failed
+// attempts so far.
+type pendingJob struct {
+	job
+	body     []byte // the message's JSON, once encoded
+	attempts int
+}
+
+// step applies what it can of pending, the lane's jobs in order, and
+// returns those still to apply, in order, or stop once ctx is done.
+//
+// A conversation's order is kept by giving each round at most one job per
+// conversation, its earliest: a job that failed stays in pending ahead of
+// the later jobs of its conversation, and is retried (with backoff) before
+// them. Messages of distinct conversations go in one store.AppendMany
+// round trip; a typing event is applied alone once it is the lane's first
+// job, and until then holds back the jobs of its conversation after it.
+func (a *Appender) step(ctx context.Context, pending []pendingJob) (_ []pendingJob, stop bool) {
+	if ctx.Err() != nil {
+		return pending, true
+	}
+	if pending[0].env.Kind == ingest.KindTyping {
+		// Alone, retried as before until applied or stopping.
+		j := pending[0].job
+		o := a.outcome(ctx, j)
+		a.settle(j, o)
+		return pending[1:], o == queue.Requeue && ctx.Err() != nil
+	}
+
+	// This round's jobs: the first job of each conversation, typing
+	// events aside. Unencodable messages are rejected here.
+	var round []int // indexes into pending
+	held := make(map[string]bool, len(pending))
+	rejected := make(map[int]bool)
+	for i := range pending {
+		p := &pending[i]
+		if held[p.env.Key] {
+			continue
+		}
+		held[p.env.Key] = true
+		if p.env.Kind == ingest.KindTyping {
+			continue
+		}
+		if p.body == nil {
+			body, err := jsonenc.Marshal(p.env.Message)
+			if err != nil {
+				a.log.Error("unencodable message rejected", "conversation", p.env.Key, "message_id", p.env.Message.ID, "err", err)
+				a.settle(p.job, queue.Reject)
+				rejected[i] = true
+				held[p.env.Key] = false // it never will be applied: the next one may go
+				continue
+			}
+			p.body = body
+		}
+		round = append(round, i)
+	}
+
+	errs := a.appendRound(ctx, pending, round)
+	// Settle in lane order; keep what failed.
+	failed := make(map[int]bool, len(errs))
+	worst := 0
+	for n, i := range round {
+		p := &pending[i]
+		if errs[n] == nil {
+			a.settle(p.job, queue.Ack)
+			continue
+		}
+		if errs[n] == errPanicked {
+			a.settle(p.job, queue.Requeue)
+			continue
+		}
+		p.attempts++
+		worst = max(worst, p.attempts)
+		failed[i] = true
+		a.log.Warn("append failed, retrying", "conversation", p.env.Key, "message_id", p.env.Message.ID, "attempt", p.attempts, "err", errs[n])
+	}
+	inRound := make(map[int]bool, len(round))
+	for _, i := range round {
+		inRound[i] = true
+	}
+	rest := pending[:0]
+	for i, p := range pending {
+		if failed[i] || (!inRound[i] && !rejected[i]) {
+			rest = append(rest, p)
+		}
+	}
+	clear(pending[len(rest):]) // drop the settled jobs' references
+	if worst > 0 && backoff.Sleep(ctx, a.retry.Delay(worst)) != nil {
+		// Still failing when the stop came: requeued, not retried.
+		return rest, true
+	}
+	return rest, false
+}
+
+// errPanicked marks the jobs of a round whose append panicked.
+var errPanicked = errors.New("appender: append panicked")
+
+// appendRound appends pending[i] for each i in round in one round trip and
+// returns each one's error, in round's order. A panic becomes errPanicked
+// for all of them: they are requeued (the quorum queue's delivery limit
+// dead-letters a message that keeps failing).
+func (a *Appender) appendRound(ctx context.Context, pending []pendingJob, round []int) (errs []error) {
+	if len(round) == 0 {
+		return nil
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			for _, i := range round {
+				a.log.Error("panic processing message, requeued", "conversation", pending[i].env.Key, "message_id", pending[i].env.Message.ID, "panic", r)
+			}
+			errs = make([]error, len(round))
+			for n := range errs {
+				errs[n] = errPanicked
+			}
+		}
+	}()
+	jobs := make([]store.AppendJob, len(round))
+	for n, i := range round {
+		p := &pending[i]
+		jobs[n] = store.AppendJob{Key: p.env.Key, ID: p.env.Message.ID, Message: p.body, FlushNow: p.env.FlushNow}
+	}
+	// The call under way outlives a stop (the store bounds it by
+	// REDIS_TIMEOUT): messages being appended are finished and acked, not
+	// requeued half-way.
+	_, errs = a.buf.AppendMany(context.WithoutCancel(ctx), jobs)
+	return errs
 }
 
 // requeueAll requeues what lane holds.

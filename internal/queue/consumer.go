@@ -65,6 +65,10 @@ type Consumer struct {
 	ready   atomic.Bool
 	session atomic.Uint64 // counts connections, for consumer tags
 
+	ackBatch  int           // defaultAckBatch; tests change it before Start
+	ackDelay  time.Duration // defaultAckDelay; likewise
+	ackFrames atomic.Int64  // basic.ack frames sent, for tests
+
 	errMu sync.Mutex
 	err   error // why the last run ended on its own
 }
@@ -94,6 +98,9 @@ func NewConsumer(url, ns string, handle Handler, opts ConsumerOptions) (*Consume
 		handle: handle,
 		opts:   opts,
 		log:    opts.Logger.With(slog.String("component", "queue_consumer")),
+
+		ackBatch: defaultAckBatch,
+		ackDelay: defaultAckDelay,
 	}, nil
 }
 
@@ -121,7 +128,8 @@ var errLost = errors.New("queue: consumer connection lost")
 //
 // Stop (or the end of ctx) cancels the subscription, gives back what the
 // broker sent but the handler never got, waits up to DrainTimeout for the
-// messages handed to the handler to be settled, and closes channel and
+// messages handed to the handler to be settled, sends the acks still
+// waiting to be coalesced (see Message.Settle), and closes channel and
 // connection. A problem a retry cannot fix ends the consumer on its own:
 // Stopped() closes and Err says why.
 func (c *Consumer) Start(ctx context.Context) error {
@@ -200,7 +208,10 @@ func (c *Consumer) consume(ctx context.Context) (bool, error) {
 	c.ready.Store(true)
 	c.log.Info("consumer subscribed", slog.String("consumer_tag", tag), slog.Int("prefetch", c.opts.Prefetch))
 
-	sess := newSession(ch)
+	sess := newSession(ch, c.ackBatch, c.opts.Prefetch, c.ackDelay, &c.ackFrames)
+	// However the session ends, acks still waiting are sent if the channel
+	// is open (a closed one has requeued their messages).
+	defer sess.finish()
 	for {
 		select {
 		case <-ctx.Done():
@@ -221,7 +232,7 @@ func (c *Consumer) consume(ctx context.Context) (bool, error) {
 				// or the channel went away.
 				return true, fmt.Errorf("%w: delivery stream ended", errLost)
 			}
-			sess.pending.Add(1)
+			sess.handOut(d.DeliveryTag)
 			c.handle(Message{Body: d.Body, MessageID: d.MessageId, Redelivered: d.Redelivered, d: d, s: &settlement{sess: sess}})
 		}
 	}
@@ -236,8 +247,10 @@ func errOrClosed(e *amqp.Error) error {
 
 // shutdown ends a session in the order that loses nothing: stop the
 // broker sending, give back what arrived but was never handed out, let
-// handed-out deliveries settle, then let the caller close the channel.
+// handed-out deliveries settle, send the acks still waiting, then let the
+// caller close the channel.
 func (c *Consumer) shutdown(sess *session, tag string, deliveries <-chan amqp.Delivery) {
+	defer sess.finish()
 	if err := sess.ch.Cancel(tag, false); err != nil {
 		c.log.Warn("consumer cancel failed", slog.Any("error", err))
 		return

@@ -86,10 +86,11 @@ func TestScheduler_AlarmWakesItBeforeTheInterval(t *testing.T) {
 	opts.QuietWindow = 100 * time.Millisecond
 	st := store.New(testenv.Redis(t, ns), ns, opts)
 	claimed := make(chan time.Time, 1)
-	s := scheduler.New(st, func(ctx context.Context, c *store.Claim) bool {
-		claimed <- time.Now()
-		_, err := c.Commit(ctx)
+	s := scheduler.New(st, func(_ context.Context, c *store.Claim) bool {
+		at := time.Now()
+		_, err := c.Commit(context.Background()) // not the scheduler's: the test's end stops it
 		require.NoError(t, err)
+		claimed <- at
 		return true
 	}, scheduler.Options{Owner: "w1", Interval: time.Hour})
 	require.NoError(t, s.Start(context.Background()))

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/lullhq/lull/internal/batch"
@@ -41,8 +42,16 @@ type HTTPOptions struct {
 	// Timeout bounds one POST, response included (CALLBACK_TIMEOUT);
 	// required, positive.
 	Timeout time.Duration
+	// MaxConns is how many connections the sink keeps open to the
+	// receiver, busy or idle: at least as many as batches are delivered at
+	// once (DELIVERY_CONCURRENCY), so that each delivery reuses a
+	// kept-alive connection instead of dialing a new one. Required,
+	// positive.
+	MaxConns int
 	// Client sends the requests; nil means a new http.Client. The sink
-	// works on a copy that never follows redirects.
+	// works on a copy that never follows redirects. A Client without a
+	// Transport gets the sink's own (sized by MaxConns); a Client with one
+	// keeps it, and Close leaves it alone.
 	Client *http.Client
 }
 
@@ -57,6 +66,8 @@ type HTTP struct {
 	secret   string
 	timeout  time.Duration
 	client   *http.Client
+	own      *http.Transport // the sink's own transport, nil when the caller's Client brought one
+	closed   atomic.Bool
 }
 
 // CheckCallbackURL is the http sink's check of its URL (CALLBACK_URL):
@@ -84,9 +95,17 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 	if opts.Timeout <= 0 {
 		return nil, fmt.Errorf("http sink: Timeout %s: must be positive (CALLBACK_TIMEOUT)", opts.Timeout)
 	}
+	if opts.MaxConns <= 0 {
+		return nil, fmt.Errorf("http sink: MaxConns %d: must be positive (DELIVERY_CONCURRENCY)", opts.MaxConns)
+	}
 	var client http.Client
 	if opts.Client != nil {
 		client = *opts.Client
+	}
+	var own *http.Transport
+	if client.Transport == nil {
+		own = newTransport(opts.MaxConns)
+		client.Transport = own
 	}
 	// A redirected POST may become a GET without a body, or carry the
 	// signature to another host: report it instead of following it.
@@ -97,7 +116,37 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 		secret:   opts.Secret,
 		timeout:  opts.Timeout,
 		client:   &client,
+		own:      own,
 	}, nil
+}
+
+// newTransport is the sink's own transport: http.DefaultTransport's dialer,
+// proxy and TLS settings, keeping up to maxConns connections to the
+// receiver alive between batches. Go's default keeps only 2 idle
+// connections per host, so with more deliveries at once most batches would
+// dial (and, for https, handshake) anew. The total per host is capped at
+// maxConns too, so a burst cannot open more; HTTP/2 is used when a TLS
+// receiver offers it.
+func newTransport(maxConns int) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = maxConns
+	t.MaxIdleConnsPerHost = maxConns
+	t.MaxConnsPerHost = maxConns
+	t.IdleConnTimeout = 90 * time.Second
+	t.DisableKeepAlives = false
+	t.ForceAttemptHTTP2 = true
+	return t
+}
+
+// Close closes the sink's kept-alive connections (its own transport's; a
+// caller's Client is left alone). Deliver fails after Close; call it after
+// the last delivery finished.
+func (h *HTTP) Close(context.Context) error {
+	h.closed.Store(true)
+	if h.own != nil {
+		h.own.CloseIdleConnections()
+	}
+	return nil
 }
 
 // Name is "http".
@@ -105,6 +154,9 @@ func (h *HTTP) Name() string { return NameHTTP }
 
 // Deliver POSTs body to the URL and classifies the answer.
 func (h *HTTP) Deliver(ctx context.Context, b batch.Batch, body []byte) error {
+	if h.closed.Load() {
+		return fmt.Errorf("http sink: POST %s: sink closed", h.redacted)
+	}
 	if !validHeaderValue(b.BatchID) {
 		return Permanent(fmt.Errorf("http sink: batch %q: id is not a valid HTTP header value", b.BatchID))
 	}

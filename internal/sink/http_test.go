@@ -55,6 +55,9 @@ func (hb *httpBundle) newSink(t *testing.T, opts HTTPOptions) *HTTP {
 	if opts.Timeout == 0 {
 		opts.Timeout = testHTTPTimeout
 	}
+	if opts.MaxConns == 0 {
+		opts.MaxConns = testMaxConns
+	}
 	h, err := NewHTTP(opts)
 	require.NoError(t, err)
 	return h
@@ -200,7 +203,7 @@ func TestHTTP_ClosedServerIsRetryable(t *testing.T) {
 	srv := httptest.NewServer(status(http.StatusOK))
 	url := srv.URL
 	srv.Close()
-	h, err := NewHTTP(HTTPOptions{URL: url, Timeout: testHTTPTimeout})
+	h, err := NewHTTP(HTTPOptions{URL: url, Timeout: testHTTPTimeout, MaxConns: testMaxConns})
 	require.NoError(t, err)
 	b, body := sampleBatch(t)
 
@@ -268,7 +271,7 @@ func TestHTTP_ErrorsRedactPassword(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewServer(status(http.StatusOK))
 	srv.Close()
-	h, err := NewHTTP(HTTPOptions{URL: strings.Replace(srv.URL, "http://", "http://user:hunter2@", 1), Timeout: testHTTPTimeout})
+	h, err := NewHTTP(HTTPOptions{URL: strings.Replace(srv.URL, "http://", "http://user:hunter2@", 1), Timeout: testHTTPTimeout, MaxConns: testMaxConns})
 	require.NoError(t, err)
 	b, body := sampleBatch(t)
 
@@ -285,12 +288,14 @@ func TestNewHTTP_Validates(t *testing.T) {
 		opts     HTTPOptions
 		contains string
 	}{
-		{"empty url", HTTPOptions{Timeout: testHTTPTimeout}, "URL is required"},
-		{"relative", HTTPOptions{URL: "/hook", Timeout: testHTTPTimeout}, "absolute http"},
-		{"ftp", HTTPOptions{URL: "ftp://example.com/x", Timeout: testHTTPTimeout}, "absolute http"},
-		{"unparsable", HTTPOptions{URL: "http://[::1", Timeout: testHTTPTimeout}, "http sink: URL"},
+		{"empty url", HTTPOptions{Timeout: testHTTPTimeout, MaxConns: testMaxConns}, "URL is required"},
+		{"relative", HTTPOptions{URL: "/hook", Timeout: testHTTPTimeout, MaxConns: testMaxConns}, "absolute http"},
+		{"ftp", HTTPOptions{URL: "ftp://example.com/x", Timeout: testHTTPTimeout, MaxConns: testMaxConns}, "absolute http"},
+		{"unparsable", HTTPOptions{URL: "http://[::1", Timeout: testHTTPTimeout, MaxConns: testMaxConns}, "http sink: URL"},
 		{"negative timeout", HTTPOptions{URL: "http://example.com", Timeout: -time.Second}, "must be positive (CALLBACK_TIMEOUT)"},
 		{"no timeout", HTTPOptions{URL: "http://example.com"}, "must be positive (CALLBACK_TIMEOUT)"},
+		{"no max conns", HTTPOptions{URL: "http://example.com", Timeout: testHTTPTimeout}, "MaxConns 0: must be positive (DELIVERY_CONCURRENCY)"},
+		{"negative max conns", HTTPOptions{URL: "http://example.com", Timeout: testHTTPTimeout, MaxConns: -1}, "must be positive (DELIVERY_CONCURRENCY)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -301,7 +306,7 @@ func TestNewHTTP_Validates(t *testing.T) {
 		})
 	}
 
-	h, err := NewHTTP(HTTPOptions{URL: "https://example.com/hook", Timeout: testHTTPTimeout})
+	h, err := NewHTTP(HTTPOptions{URL: "https://example.com/hook", Timeout: testHTTPTimeout, MaxConns: testMaxConns})
 	require.NoError(t, err)
 	require.Equal(t, testHTTPTimeout, h.timeout)
 }
@@ -309,7 +314,7 @@ func TestNewHTTP_Validates(t *testing.T) {
 func TestNewHTTP_DoesNotChangeCallersClient(t *testing.T) {
 	t.Parallel()
 	c := &http.Client{}
-	_, err := NewHTTP(HTTPOptions{URL: "https://example.com/hook", Timeout: testHTTPTimeout, Client: c})
+	_, err := NewHTTP(HTTPOptions{URL: "https://example.com/hook", Timeout: testHTTPTimeout, MaxConns: testMaxConns, Client: c})
 	require.NoError(t, err)
 	require.Nil(t, c.CheckRedirect)
 }
@@ -346,6 +351,9 @@ func TestParseRetryAfter(t *testing.T) {
 // testHTTPTimeout is the tests' HTTPOptions.Timeout (CALLBACK_TIMEOUT's
 // default).
 const testHTTPTimeout = 10 * time.Second
+
+// testMaxConns is the tests' HTTPOptions.MaxConns.
+const testMaxConns = 4
 
 // verify is how a receiver checks X-Lull-Signature.
 func verify(secret string, body []byte, header string) bool {
@@ -411,18 +419,18 @@ func TestHTTP_ErrorsDoNotShowTheURLsSecrets(t *testing.T) {
 		srv.URL + "/hook?token=hunter2",
 		strings.Replace(srv.URL, "http://", "http://bot:hunter2@", 1) + "/hook",
 	} {
-		h, err := NewHTTP(HTTPOptions{URL: url, Timeout: testHTTPTimeout})
+		h, err := NewHTTP(HTTPOptions{URL: url, Timeout: testHTTPTimeout, MaxConns: testMaxConns})
 		require.NoError(t, err)
 		err = h.Deliver(context.Background(), b, body)
 		require.Error(t, err)
 		require.NotContains(t, err.Error(), "hunter2")
 	}
 	srv.Close()
-	h, err := NewHTTP(HTTPOptions{URL: srv.URL + "/hook?token=hunter2", Timeout: testHTTPTimeout})
+	h, err := NewHTTP(HTTPOptions{URL: srv.URL + "/hook?token=hunter2", Timeout: testHTTPTimeout, MaxConns: testMaxConns})
 	require.NoError(t, err)
 	err = h.Deliver(context.Background(), b, body)
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "hunter2", "network errors too")
-	_, err = NewHTTP(HTTPOptions{URL: "ftp://bot:hunter2@x/?token=hunter2", Timeout: testHTTPTimeout})
+	_, err = NewHTTP(HTTPOptions{URL: "ftp://bot:hunter2@x/?token=hunter2", Timeout: testHTTPTimeout, MaxConns: testMaxConns})
 	require.NotContains(t, err.Error(), "hunter2")
 }

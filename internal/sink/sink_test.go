@@ -35,7 +35,7 @@ func TestFromNames_BuildsNamedSinksInOrder(t *testing.T) {
 	t.Parallel()
 	sinks, err := FromNames([]string{" LOG ", "http"}, Options{
 		Log:  io.Discard,
-		HTTP: HTTPOptions{URL: "http://127.0.0.1:9/hook", Timeout: testHTTPTimeout},
+		HTTP: HTTPOptions{URL: "http://127.0.0.1:9/hook", Timeout: testHTTPTimeout, MaxConns: testMaxConns},
 	})
 	require.NoError(t, err)
 	require.Len(t, sinks, 2)

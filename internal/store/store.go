@@ -122,29 +122,10 @@ type Appended struct {
 // buffer unless id was seen within the dedupe window, and reschedules the
 // conversation's flush (at once when flushNow).
 func (b *Store) Append(ctx context.Context, key, id string, message []byte, flushNow bool) (Appended, error) {
-	k := b.keys.Conversation(key)
-	now := ""
-	if flushNow {
-		now = "1"
-	}
+	e := b.appendExec(AppendJob{Key: key, ID: id, Message: message, FlushNow: flushNow})
 	ctx, cancel := b.bound(ctx)
 	defer cancel()
-	vals, err := lua.Append.Exec(ctx, b.client,
-		[]string{k.Buf, k.Meta, k.Seen, k.Due},
-		[]string{key, id, string(message), ms(b.opts.QuietWindow), ms(b.opts.MaxWait),
-			strconv.Itoa(b.opts.MaxMessages), ms(b.opts.DedupeWindow), ms(b.opts.TTL), b.now(), now},
-	).AsIntSlice()
-	if err != nil {
-		return Appended{}, fmt.Errorf("append %s: %w", k.Buf, err)
-	}
-	if len(vals) != 5 {
-		return Appended{}, fmt.Errorf("append %s: unexpected reply %v", k.Buf, vals)
-	}
-	a := Appended{Stored: vals[0] == 1, Generation: vals[1], Count: vals[2], Deadline: vals[3], Now: vals[4]}
-	if a.Stored {
-		b.alarm.set(a.Deadline, a.Now)
-	}
-	return a, nil
+	return b.appended(e.Keys[0], lua.Append.Exec(ctx, b.client, e.Keys, e.Args))
 }
 
 // Rescheduled is the outcome of Typing and FlushNow.
