@@ -15,6 +15,7 @@ package appender
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"sync"
@@ -243,7 +244,7 @@ func (a *Appender) step(ctx context.Context, pending []pendingJob) (_ []pendingJ
 			continue
 		}
 		if p.body == nil {
-			body, err := jsonenc.Marshal(p.env.Message)
+			body, err := encode(p.env.Message)
 			if err != nil {
 				a.log.Error("unencodable message rejected", "conversation", p.env.Key, "message_id", p.env.Message.ID, "err", err)
 				a.settle(p.job, queue.Reject)
@@ -291,6 +292,17 @@ func (a *Appender) step(ctx context.Context, pending []pendingJob) (_ []pendingJ
 		return rest, true
 	}
 	return rest, false
+}
+
+// encode is the stored form of a message; a panic while encoding is an
+// error like any other (the message is rejected), not a crash of the worker.
+func encode(m any) (body []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("encode message: panic: %v", r)
+		}
+	}()
+	return jsonenc.Marshal(m)
 }
 
 // errPanicked marks the jobs of a round whose append panicked.
