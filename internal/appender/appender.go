@@ -9,7 +9,7 @@
 // queue order) and blocks while that lane is full. Start launches the lanes;
 // Stop lets each lane finish the Redis call it is making and requeues what
 // the lanes still hold. Each message's outcome is decided once, by step (by
-// outcome for a typing event), and sent from one place, settle.
+// typing for a typing event), and sent from one place, settle.
 package appender
 
 import (
@@ -224,7 +224,7 @@ func (a *Appender) step(ctx context.Context, pending []pendingJob) (_ []pendingJ
 	if pending[0].env.Kind == ingest.KindTyping {
 		// Alone, retried as before until applied or stopping.
 		j := pending[0].job
-		o := a.outcome(ctx, j)
+		o := a.typing(ctx, j)
 		a.settle(j, o)
 		return pending[1:], o == queue.Requeue && ctx.Err() != nil
 	}
@@ -351,12 +351,10 @@ func (a *Appender) requeueAll(lane chan job) {
 	}
 }
 
-// outcome applies one event (appends a message, or extends the quiet
-// window of a typing user), retrying Redis errors with backoff, and says
-// how to settle its message: Ack once applied (or found a duplicate),
-// Reject when it can never be applied, Requeue when stopping before that
-// or on a panic.
-func (a *Appender) outcome(ctx context.Context, j job) (o queue.Outcome) {
+// typing extends the quiet window of a typing user, retrying Redis errors
+// with backoff, and says how to settle its message: Ack once applied,
+// Requeue when stopping before that or on a panic.
+func (a *Appender) typing(ctx context.Context, j job) (o queue.Outcome) {
 	defer func() {
 		// A panic becomes a requeue: the quorum queue's delivery limit
 		// dead-letters a message that keeps failing.
@@ -365,45 +363,19 @@ func (a *Appender) outcome(ctx context.Context, j job) (o queue.Outcome) {
 			o = queue.Requeue
 		}
 	}()
-	if ctx.Err() != nil {
-		return queue.Requeue
-	}
-	apply, err := a.applier(j.env)
-	if err != nil {
-		a.log.Error("unencodable message rejected", "conversation", j.env.Key, "message_id", j.env.Message.ID, "err", err)
-		return queue.Reject
-	}
-	for attempt := 1; ; attempt++ {
+	for attempt := 1; ctx.Err() == nil; attempt++ {
 		// The call under way outlives a stop (the store bounds it by
-		// REDIS_TIMEOUT): a message being appended is finished and acked,
-		// not requeued half-way.
-		err := apply(context.WithoutCancel(ctx))
+		// REDIS_TIMEOUT).
+		_, err := a.buf.Typing(context.WithoutCancel(ctx), j.env.Key)
 		if err == nil {
 			return queue.Ack
 		}
-		a.log.Warn("append failed, retrying", "conversation", j.env.Key, "message_id", j.env.Message.ID, "attempt", attempt, "err", err)
+		a.log.Warn("typing event failed, retrying", "conversation", j.env.Key, "message_id", j.env.Message.ID, "attempt", attempt, "err", err)
 		if backoff.Sleep(ctx, a.retry.Delay(attempt)) != nil {
-			return queue.Requeue
+			break
 		}
 	}
-}
-
-// applier is the Redis change an envelope asks for.
-func (a *Appender) applier(env ingest.Envelope) (func(context.Context) error, error) {
-	if env.Kind == ingest.KindTyping {
-		return func(ctx context.Context) error {
-			_, err := a.buf.Typing(ctx, env.Key)
-			return err
-		}, nil
-	}
-	body, err := jsonenc.Marshal(env.Message)
-	if err != nil {
-		return nil, err
-	}
-	return func(ctx context.Context) error {
-		_, err := a.buf.Append(ctx, env.Key, env.Message.ID, body, env.FlushNow)
-		return err
-	}, nil
+	return queue.Requeue
 }
 
 // settle sends a message's outcome: the one place the appender settles.

@@ -133,17 +133,10 @@ var errLost = errors.New("queue: consumer connection lost")
 // connection. A problem a retry cannot fix ends the consumer on its own:
 // Stopped() closes and Err says why.
 func (c *Consumer) Start(ctx context.Context) error {
-	ctx, ok, started, stopped := c.StartInit(ctx)
-	if !ok {
-		return nil
-	}
-	c.setErr(nil)
-	go func() {
-		started()
-		defer stopped()
+	return c.StartFunc(ctx, func(ctx context.Context) {
+		c.setErr(nil) // a restarted consumer forgets why the last run ended
 		c.setErr(c.run(ctx))
-	}()
-	return nil
+	})
 }
 
 func (c *Consumer) setErr(err error) {
