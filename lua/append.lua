@@ -4,6 +4,7 @@
 -- KEYS[2] meta     <ns>:{sNN}:meta:<key>   HASH gen, first_at, last_at, deadline, reason, bytes (of buf)
 -- KEYS[3] seen     <ns>:{sNN}:seen:<key>   ZSET message id -> receipt (Unix ms), the dedupe window
 -- KEYS[4] due      <ns>:{sNN}:due          ZSET conversation key -> flush deadline (Unix ms)
+-- KEYS[5] stats    <ns>:{sNN}:stats        HASH the shard's counters: appended, duplicates
 --
 -- ARGV[1] conversation key (the member in due)
 -- ARGV[2] message id
@@ -22,7 +23,7 @@
 --   count      messages in the buffer
 --   deadline   the flush deadline now in force (Unix ms; -1 when not scheduled)
 --   now        the clock the script used (Unix ms)
-local buf_key, meta_key, seen_key, due_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local buf_key, meta_key, seen_key, due_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local conv, id, msg = ARGV[1], ARGV[2], ARGV[3]
 local quiet, max_wait, max_msgs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local dedupe, ttl = tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -30,6 +31,7 @@ local dedupe, ttl = tonumber(ARGV[7]), tonumber(ARGV[8])
 local now = clock(ARGV[9])
 
 if redis.call('ZSCORE', seen_key, id) then
+  redis.call('HINCRBY', stats_key, 'duplicates', 1)
   local gen = tonumber(redis.call('HGET', meta_key, 'gen')) or 0
   local deadline = tonumber(redis.call('HGET', meta_key, 'deadline')) or -1
   return {0, gen, redis.call('LLEN', buf_key), deadline, now}
@@ -39,6 +41,7 @@ redis.call('ZREMRANGEBYSCORE', seen_key, '-inf', now - dedupe)
 redis.call('PEXPIRE', seen_key, dedupe)
 
 local count = redis.call('RPUSH', buf_key, msg)
+redis.call('HINCRBY', stats_key, 'appended', 1)
 redis.call('HINCRBY', meta_key, 'bytes', #msg)
 -- A new conversation (or one whose state expired) starts its generation at the
 -- clock, so a batch id is never reused for a different batch.

@@ -5,8 +5,9 @@
 -- KEYS[1] batch     <ns>:{sNN}:batch:<key>   HASH the claimed batch
 -- KEYS[2] inflight  <ns>:{sNN}:inflight      ZSET conversation key -> lease expiry (Unix ms)
 -- KEYS[3] due       <ns>:{sNN}:due           ZSET conversation key -> flush deadline (Unix ms)
--- KEYS[4] meta      <ns>:{sNN}:meta:<key>    HASH gen, first_at, last_at, deadline, reason, committed
+-- KEYS[4] meta      <ns>:{sNN}:meta:<key>    HASH gen, first_at, last_at, deadline, reason, committed, committed_at
 -- KEYS[5] buf       <ns>:{sNN}:buf:<key>     LIST buffered message JSON
+-- KEYS[6] stats     <ns>:{sNN}:stats         HASH the shard's counters: delivered
 --
 -- ARGV[1] conversation key
 -- ARGV[2] generation of the delivered batch
@@ -22,7 +23,7 @@
 --               without having been committed (dead-lettered, say)
 --   next    deadline of the messages buffered meanwhile (Unix ms), -1 when none
 --   now     the clock the script used (Unix ms)
-local batch_key, inflight_key, due_key, meta_key, buf_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local batch_key, inflight_key, due_key, meta_key, buf_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local conv, gen, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = clock(ARGV[4])
 
@@ -49,7 +50,8 @@ if redis.call('HGET', batch_key, 'gen') ~= gen then
 end
 redis.call('DEL', batch_key)
 redis.call('ZREM', inflight_key, conv)
-redis.call('HSET', meta_key, 'committed', gen)
+redis.call('HSET', meta_key, 'committed', gen, 'committed_at', now)
+redis.call('HINCRBY', stats_key, 'delivered', 1)
 if redis.call('PTTL', meta_key) < 0 and ttl and ttl > 0 then
   redis.call('PEXPIRE', meta_key, ttl)
 end

@@ -9,6 +9,7 @@
 -- KEYS[5] buf       <ns>:{sNN}:buf:<key>        LIST buffered message JSON
 -- KEYS[6] dead      <ns>:{sNN}:dead             ZSET batch id -> dead-lettered at (Unix ms)
 -- KEYS[7] record    <ns>:{sNN}:dead:<batch id>  HASH the dead-lettered batch
+-- KEYS[8] stats     <ns>:{sNN}:stats            HASH the shard's counters: dead
 --
 -- ARGV[1] conversation key
 -- ARGV[2] generation of the batch
@@ -34,8 +35,8 @@
 --   moved  1 = dead-lettered; 0 = this batch was not (or no longer) the one in flight
 --   next   deadline of the messages buffered meanwhile (Unix ms), -1 when none
 --   now    the clock the script used (Unix ms)
-local batch_key, inflight_key, due_key, meta_key, buf_key, dead_key, record_key =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local batch_key, inflight_key, due_key, meta_key, buf_key, dead_key, record_key, stats_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local conv, gen, batch_id, why = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ttl, keep, prefix = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 
@@ -61,6 +62,7 @@ redis.call('HDEL', record_key, 'owner')
 redis.call('PEXPIRE', record_key, ttl)
 redis.call('ZADD', dead_key, now, batch_id)
 redis.call('ZREM', inflight_key, conv)
+redis.call('HINCRBY', stats_key, 'dead', 1)
 
 -- Retention. drop removes ids from the set and deletes their records, in
 -- chunks (unpack has a bounded stack).

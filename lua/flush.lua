@@ -13,6 +13,7 @@
 -- KEYS[3] buf       <ns>:{sNN}:buf:<key>     LIST buffered message JSON
 -- KEYS[4] batch     <ns>:{sNN}:batch:<key>   HASH the claimed batch
 -- KEYS[5] inflight  <ns>:{sNN}:inflight      ZSET conversation key -> lease expiry (Unix ms)
+-- KEYS[6] stats     <ns>:{sNN}:stats         HASH the shard's counters: flushed, lateness_ms
 --
 -- ARGV[1] conversation key
 -- ARGV[2] lease, ms
@@ -26,14 +27,16 @@
 --         holds at least one message; the api refuses larger ones); "" = none
 --
 -- Returns one of
---   {1, generation, reason, flushed_at, attempt, messages, rest}  claimed; messages
---                   is a JSON array, attempt is 1, rest is 1 when a slice left
---                   messages buffered that are due at once (else 0)
+--   {1, generation, reason, flushed_at, attempt, messages, rest, deadline}  claimed;
+--                   messages is a JSON array, attempt is 1, rest is 1 when a
+--                   slice left messages buffered that are due at once (else
+--                   0), deadline is the due score the claim was made for
+--                   (flushed_at - deadline is the flush's lateness)
 --   {0, "gone"}     not scheduled (another scheduler flushed it)
 --   {0, "not_due"}  its deadline is in the future (a message arrived meanwhile)
 --   {0, "busy"}     an earlier batch is in flight; rescheduled after that batch's lease
 --   {0, "empty"}    scheduled with nothing buffered; unscheduled
-local due_key, meta_key, buf_key, batch_key, inflight_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local due_key, meta_key, buf_key, batch_key, inflight_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local conv, lease, owner = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local max_msgs = tonumber(ARGV[5])
 local max_bytes = tonumber(ARGV[6])
@@ -102,4 +105,6 @@ local messages = '[' .. table.concat(msgs, ',') .. ']'
 redis.call('HSET', batch_key, 'key', conv, 'gen', gen, 'reason', reason, 'flushed_at', now,
   'attempt', 1, 'owner', owner, 'messages', messages)
 redis.call('ZADD', inflight_key, now + lease, conv)
-return {1, tonumber(gen), reason, now, 1, messages, rest}
+redis.call('HINCRBY', stats_key, 'flushed', 1)
+redis.call('HINCRBY', stats_key, 'lateness_ms', now - deadline)
+return {1, tonumber(gen), reason, now, 1, messages, rest, deadline}

@@ -13,6 +13,8 @@
 --         (rather than adding one) makes a retry after a lost reply count
 --         nothing twice.
 -- ARGV[6] now, Unix ms; "" = Redis TIME (only tests pass a value)
+-- ARGV[7] optional: the error of the attempt that just failed, kept in the
+--         batch as last_error (with last_error_at) for operators; "" = none
 --
 -- Returns the batch's attempt count, or -1 when the caller no longer holds the
 -- batch (committed, or reclaimed by another owner after the lease expired).
@@ -26,6 +28,9 @@ if held[1] ~= gen or held[2] ~= owner then
   return -1
 end
 redis.call('ZADD', inflight_key, now + lease, conv)
+if ARGV[7] and ARGV[7] ~= '' then
+  redis.call('HSET', batch_key, 'last_error', ARGV[7], 'last_error_at', now)
+end
 local count = tonumber(held[3]) or 0
 if attempt > count then
   redis.call('HSET', batch_key, 'attempt', attempt)

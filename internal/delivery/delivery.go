@@ -190,6 +190,9 @@ func (d *Deliverer) run(ctx context.Context, c *store.Claim, leave func()) {
 			wait = min(ra, d.opts.Retry.Max)
 		}
 		log.Warn("delivery failed, retrying", "err", err, "attempt", c.Batch.Attempt, "retry_in", wait.Round(time.Millisecond))
+		if ferr := c.Failed(held, err.Error()); ferr != nil && !errors.Is(ferr, store.ErrLost) {
+			log.Debug("recording the failed attempt", "err", ferr)
+		}
 		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

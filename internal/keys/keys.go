@@ -12,6 +12,7 @@
 //	lull:{s07}:batch:K      HASH  the claimed batch: gen, reason, messages, flushed_at, attempt, owner
 //	lull:{s07}:dead         ZSET  dead-lettered batch ids, score = when (Unix ms)
 //	lull:{s07}:dead:K:G     HASH  a dead-lettered batch (batch id K:G): the batch's fields, error, dead_at
+//	lull:{s07}:stats        HASH  the shard's cumulative counters: appended, duplicates, flushed, lateness_ms, delivered, dead
 package keys
 
 import (
@@ -54,6 +55,9 @@ func (s Space) Inflight(shard int) string { return s.tag(shard) + ":inflight" }
 // Dead is the sorted set of dead-lettered batch ids in shard.
 func (s Space) Dead(shard int) string { return s.tag(shard) + ":dead" }
 
+// Stats is the hash of shard's cumulative counters (see store.Totals).
+func (s Space) Stats(shard int) string { return s.tag(shard) + ":stats" }
+
 // Conversation holds the keys of one conversation.
 type Conversation struct {
 	Key      string // the conversation key (unique_id), the member in Due and Inflight
@@ -64,6 +68,7 @@ type Conversation struct {
 	Seen     string
 	Batch    string
 	Dead     string // the shard's dead-letter set
+	Stats    string // the shard's counters
 }
 
 // DeadRecord is the key of the conversation's dead-lettered batch of generation gen.
@@ -97,5 +102,6 @@ func (s Space) Conversation(key string) Conversation {
 		Seen:     tag + ":seen:" + key,
 		Batch:    tag + ":batch:" + key,
 		Dead:     s.Dead(shard),
+		Stats:    s.Stats(shard),
 	}
 }

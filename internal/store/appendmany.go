@@ -58,7 +58,7 @@ func (b *Store) appendExec(j AppendJob) rueidis.LuaExec {
 		now = "1"
 	}
 	return rueidis.LuaExec{
-		Keys: []string{k.Buf, k.Meta, k.Seen, k.Due},
+		Keys: []string{k.Buf, k.Meta, k.Seen, k.Due, k.Stats},
 		Args: []string{j.Key, j.ID, string(j.Message), ms(b.opts.QuietWindow), ms(b.opts.MaxWait),
 			strconv.Itoa(b.opts.MaxMessages), ms(b.opts.DedupeWindow), ms(b.opts.TTL), b.now(), now},
 	}

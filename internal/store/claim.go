@@ -38,6 +38,12 @@ type Claim struct {
 	// (a flush counts attempt 1 itself; a take-over counts its attempt in
 	// Begin); NextAttempt counts the next one.
 	Batch batch.Batch
+	// FlushedAtMs is when the batch was claimed (Redis clock, Unix ms), and
+	// Deadline the flush deadline it was claimed for: FlushedAtMs -
+	// Deadline is how late the flush came. Deadline is 0 for a take-over
+	// (Reclaim), which was not claimed for a deadline.
+	FlushedAtMs int64
+	Deadline    int64
 	// Unreadable is set when the stored messages could not be read into a
 	// batch: such a claim can only be dead-lettered.
 	Unreadable error
@@ -79,7 +85,7 @@ func (c *Claim) Begin(ctx context.Context) error {
 		return nil
 	default:
 		return c.retry(ctx, "renew", func(ctx context.Context) error {
-			_, err := c.renew(ctx, 0)
+			_, err := c.renew(ctx, 0, "")
 			return err
 		})
 	}
@@ -117,7 +123,7 @@ func (b *Store) FlushDue(ctx context.Context, convs []string, owner string) []Fl
 	for i, c := range convs {
 		k := b.keys.Conversation(c)
 		execs[i] = rueidis.LuaExec{
-			Keys: []string{k.Due, k.Meta, k.Buf, k.Batch, k.Inflight},
+			Keys: []string{k.Due, k.Meta, k.Buf, k.Batch, k.Inflight, k.Stats},
 			Args: []string{c, ms(b.opts.Lease), owner, b.now(), strconv.Itoa(b.opts.MaxMessages), maxBytes},
 		}
 	}
@@ -156,8 +162,8 @@ func (b *Store) Reclaim(ctx context.Context, key, owner string) (c *Claim, ok bo
 	return c, why == "", nil
 }
 
-// claimReply reads {1, gen, reason, flushed_at, attempt, messages[, rest]}
-// or {0, why}. The lease was set after start. A slice that left the rest
+// claimReply reads {1, gen, reason, flushed_at, attempt, messages[, rest,
+// deadline]} or {0, why}. The lease was set after start. A slice that left the rest
 // of a buffer due at once is reported to the Alarm.
 func (b *Store) claimReply(res rueidis.RedisResult, key, owner string, start time.Time) (_ *Claim, why string, _ error) {
 	vals, err := res.ToArray()
@@ -168,7 +174,7 @@ func (b *Store) claimReply(res rueidis.RedisResult, key, owner string, start tim
 		why, err := vals[1].ToString()
 		return nil, why, err
 	}
-	if len(vals) != 6 && len(vals) != 7 {
+	if len(vals) != 6 && len(vals) != 8 {
 		return nil, "", fmt.Errorf("unexpected reply of %d values", len(vals))
 	}
 	gen, err := vals[1].AsInt64()
@@ -191,7 +197,8 @@ func (b *Store) claimReply(res rueidis.RedisResult, key, owner string, start tim
 	if err != nil {
 		return nil, "", fmt.Errorf("messages: %w", err)
 	}
-	if len(vals) == 7 {
+	var deadline int64
+	if len(vals) == 8 {
 		r, err := vals[6].AsInt64()
 		if err != nil {
 			return nil, "", fmt.Errorf("rest: %w", err)
@@ -199,8 +206,11 @@ func (b *Store) claimReply(res rueidis.RedisResult, key, owner string, start tim
 		if r == 1 {
 			b.alarm.set(flushedAt, flushedAt) // the rest is due at once
 		}
+		if deadline, err = vals[7].AsInt64(); err != nil {
+			return nil, "", fmt.Errorf("deadline: %w", err)
+		}
 	}
-	c := &Claim{Key: key, Generation: gen, Owner: owner, st: b}
+	c := &Claim{Key: key, Generation: gen, Owner: owner, FlushedAtMs: flushedAt, Deadline: deadline, st: b}
 	c.log = b.log.With("conversation", key, "batch_id", c.ID())
 	c.renewed(start)
 	// The batch is built here, once: a retry changes only its attempt.
@@ -229,7 +239,7 @@ func (c *Claim) Keep(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		_, err := c.renew(ctx, 0)
+		_, err := c.renew(ctx, 0, "")
 		if errors.Is(err, ErrLost) {
 			return err
 		}
@@ -247,7 +257,7 @@ func (c *Claim) NextAttempt(ctx context.Context) (int, error) {
 	var n int
 	err := c.retry(ctx, "count attempt", func(ctx context.Context) error {
 		var err error
-		n, err = c.renew(ctx, c.Batch.Attempt+1)
+		n, err = c.renew(ctx, c.Batch.Attempt+1, "")
 		return err
 	})
 	if err == nil {
@@ -256,15 +266,33 @@ func (c *Claim) NextAttempt(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// renew extends the lease once, recording attempt when it is > 0.
-func (c *Claim) renew(ctx context.Context, attempt int) (int, error) {
+// maxLastError bounds the last_error a batch keeps, in bytes.
+const maxLastError = 1024
+
+// Failed records why the attempt under way failed, as the batch's
+// last_error, for operators to see while it waits for its next attempt. It
+// renews the lease too, and is tried once: the record is advisory.
+func (c *Claim) Failed(ctx context.Context, why string) error {
+	if why == "" {
+		why = "failed"
+	}
+	if len(why) > maxLastError {
+		why = strings.ToValidUTF8(why[:maxLastError], "") + "…"
+	}
+	_, err := c.renew(ctx, 0, why)
+	return err
+}
+
+// renew extends the lease once, recording attempt when it is > 0 and the
+// last error when lastErr is not empty.
+func (c *Claim) renew(ctx context.Context, attempt int, lastErr string) (int, error) {
 	k := c.st.keys.Conversation(c.Key)
 	start := time.Now()
 	ctx, cancel := c.st.bound(ctx)
 	defer cancel()
 	n, err := lua.Renew.Exec(ctx, c.st.client,
 		[]string{k.Batch, k.Inflight},
-		[]string{c.Key, strconv.FormatInt(c.Generation, 10), c.Owner, ms(c.st.opts.Lease), strconv.Itoa(attempt), c.st.now()},
+		[]string{c.Key, strconv.FormatInt(c.Generation, 10), c.Owner, ms(c.st.opts.Lease), strconv.Itoa(attempt), c.st.now(), lastErr},
 	).AsInt64()
 	if err != nil {
 		return 0, fmt.Errorf("renew %s: %w", k.Batch, err)
@@ -296,7 +324,7 @@ func (c *Claim) Commit(ctx context.Context) (Committed, error) {
 	var res Committed
 	err := c.retry(ctx, "commit", func(ctx context.Context) error {
 		vals, err := lua.Commit.Exec(ctx, c.st.client,
-			[]string{k.Batch, k.Inflight, k.Due, k.Meta, k.Buf},
+			[]string{k.Batch, k.Inflight, k.Due, k.Meta, k.Buf, k.Stats},
 			[]string{c.Key, strconv.FormatInt(c.Generation, 10), ms(c.st.opts.TTL), c.st.now()},
 		).AsIntSlice()
 		if err != nil {
@@ -336,7 +364,7 @@ func (c *Claim) DeadLetter(ctx context.Context, why string) error {
 	ttl, perShard := c.st.deadRetention()
 	return c.retry(ctx, "dead-letter", func(ctx context.Context) error {
 		vals, err := lua.Dead.Exec(ctx, c.st.client,
-			[]string{k.Batch, k.Inflight, k.Due, k.Meta, k.Buf, k.Dead, record},
+			[]string{k.Batch, k.Inflight, k.Due, k.Meta, k.Buf, k.Dead, record, k.Stats},
 			[]string{c.Key, strconv.FormatInt(c.Generation, 10), id, why, c.st.now(), ttl, perShard, prefix},
 		).AsIntSlice()
 		if err != nil {

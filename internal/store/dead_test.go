@@ -261,7 +261,7 @@ func TestDeadScript_RefusesAPrefixOfAnotherSlot(t *testing.T) {
 	gen := strconv.FormatInt(c.Generation, 10)
 	for _, prefix := range []string{tb.ns + ":{s99}:dead:", tb.ns + ":dead:"} {
 		err := lua.Dead.Exec(ctx, tb.client,
-			[]string{k.Batch, k.Inflight, k.Due, k.Meta, k.Buf, k.Dead, prefix + id},
+			[]string{k.Batch, k.Inflight, k.Due, k.Meta, k.Buf, k.Dead, prefix + id, k.Stats},
 			[]string{"u1", gen, id, "why", "", "1000", "1", prefix},
 		).Error()
 		require.ErrorContains(t, err, "hash tag", prefix)

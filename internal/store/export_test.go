@@ -20,7 +20,7 @@ func (b *Store) Flush(ctx context.Context, key, owner string) (*Claim, FlushResu
 
 // Renew extends the claim's lease once, counting nothing.
 func (c *Claim) Renew(ctx context.Context) error {
-	_, err := c.renew(ctx, 0)
+	_, err := c.renew(ctx, 0, "")
 	return err
 }
 
