@@ -16,6 +16,15 @@
 -- ARGV[8] safety TTL of buf and meta, ms (a leak guard, never the flush mechanism)
 -- ARGV[9] now, Unix ms; "" = Redis TIME (only tests pass a value)
 -- ARGV[10] "1" = flush at once (an immediate-flush rule matched), else ""
+-- ARGV[11] when the api received the message, Unix ms; "" = unknown
+--
+-- The quiet window and the max wait run from when the message counts as
+-- arrived: the api's receipt, so that a worker lagging behind its queue does
+-- not push deadlines back by its lag — but never earlier than half a quiet
+-- window before now, so that under a long lag a burst whose later messages
+-- are still queued is not split (a gap below half the window never splits),
+-- never later than now (a clock ahead), and never before the conversation's
+-- previous message counted (last_at: deadlines only move forward).
 --
 -- Returns {stored, generation, count, deadline, now}:
 --   stored     1 = appended, 0 = duplicate message id (nothing changed)
@@ -29,6 +38,11 @@ local quiet, max_wait, max_msgs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber
 local dedupe, ttl = tonumber(ARGV[7]), tonumber(ARGV[8])
 
 local now = clock(ARGV[9])
+local at = now
+local received = tonumber(ARGV[11])
+if received and received < now then
+  at = math.max(received, now - math.floor(quiet / 2))
+end
 
 if redis.call('ZSCORE', seen_key, id) then
   redis.call('HINCRBY', stats_key, 'duplicates', 1)
@@ -47,12 +61,16 @@ redis.call('HINCRBY', meta_key, 'bytes', #msg)
 -- clock, so a batch id is never reused for a different batch.
 redis.call('HSETNX', meta_key, 'gen', now)
 local gen = redis.call('HINCRBY', meta_key, 'gen', 1)
-if count == 1 then
-  redis.call('HSET', meta_key, 'first_at', now)
+local last = tonumber(redis.call('HGET', meta_key, 'last_at'))
+if last and last > at and last <= now then
+  at = last
 end
-local first = tonumber(redis.call('HGET', meta_key, 'first_at')) or now
+if count == 1 then
+  redis.call('HSET', meta_key, 'first_at', at)
+end
+local first = tonumber(redis.call('HGET', meta_key, 'first_at')) or at
 
-local deadline, reason = now + quiet, 'quiet'
+local deadline, reason = at + quiet, 'quiet'
 if max_wait > 0 and first + max_wait < deadline then
   deadline, reason = first + max_wait, 'max_wait'
 end
@@ -62,7 +80,7 @@ end
 if ARGV[10] == '1' then
   deadline, reason = now, 'immediate'
 end
-redis.call('HSET', meta_key, 'last_at', now, 'deadline', deadline, 'reason', reason)
+redis.call('HSET', meta_key, 'last_at', at, 'deadline', deadline, 'reason', reason)
 redis.call('ZADD', due_key, deadline, conv)
 redis.call('PEXPIRE', buf_key, ttl)
 redis.call('PEXPIRE', meta_key, ttl)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/lullhq/lull/internal/backoff"
+	"github.com/lullhq/lull/internal/batch"
 	"github.com/lullhq/lull/internal/ingest"
 	"github.com/lullhq/lull/internal/jsonenc"
 	"github.com/lullhq/lull/internal/queue"
@@ -330,7 +331,8 @@ func (a *Appender) appendRound(ctx context.Context, pending []pendingJob, round 
 	jobs := make([]store.AppendJob, len(round))
 	for n, i := range round {
 		p := &pending[i]
-		jobs[n] = store.AppendJob{Key: p.env.Key, ID: p.env.Message.ID, Message: p.body, FlushNow: p.env.FlushNow}
+		jobs[n] = store.AppendJob{Key: p.env.Key, ID: p.env.Message.ID, Message: p.body, FlushNow: p.env.FlushNow,
+			ReceivedAt: batch.ParseMillis(p.env.Message.ReceivedAt)}
 	}
 	// The call under way outlives a stop (the store bounds it by
 	// REDIS_TIMEOUT): messages being appended are finished and acked, not

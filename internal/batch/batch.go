@@ -96,6 +96,16 @@ func FormatMillis(ms int64) string {
 	return FormatTime(time.UnixMilli(ms))
 }
 
+// ParseMillis reads a batch time (any RFC 3339 time) as Unix milliseconds;
+// 0 when s is not one.
+func ParseMillis(s string) int64 {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
 // New builds a batch from the raw stored messages (JSON objects in arrival
 // order). Messages are ordered by provider timestamp, falling back to the
 // time of receipt, with arrival order breaking ties; first_at and last_at are

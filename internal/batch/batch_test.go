@@ -43,3 +43,10 @@ func TestNew_CorruptMessageIsAnError(t *testing.T) {
 	_, err := batch.New("u1", 1, batch.ReasonQuiet, 0, 1, raw(`{"id":`))
 	require.ErrorContains(t, err, "u1:1")
 }
+
+func TestParseMillis(t *testing.T) {
+	require.Equal(t, int64(1764102911431), batch.ParseMillis("2025-11-25T20:35:11.431Z"))
+	require.Equal(t, int64(1764102911431), batch.ParseMillis("2025-11-25T17:35:11.431-03:00"))
+	require.Zero(t, batch.ParseMillis(""))
+	require.Zero(t, batch.ParseMillis("yesterday"))
+}

@@ -16,6 +16,10 @@ type AppendJob struct {
 	ID       string // message id
 	Message  []byte // the message's JSON encoding
 	FlushNow bool   // flush the conversation at once (an immediate-flush rule matched)
+	// ReceivedAt is when the api received the message (Unix ms; 0 =
+	// unknown): the quiet window runs from it rather than from the append,
+	// by at most half a quiet window (see lua/append.lua).
+	ReceivedAt int64
 }
 
 // AppendMany does what Append does for each job, all of them in one Redis
@@ -53,14 +57,17 @@ func (b *Store) AppendMany(ctx context.Context, jobs []AppendJob) ([]Appended, [
 // appendExec is the append.lua call of one job: Append's keys and args.
 func (b *Store) appendExec(j AppendJob) rueidis.LuaExec {
 	k := b.keys.Conversation(j.Key)
-	now := ""
+	now, received := "", ""
 	if j.FlushNow {
 		now = "1"
+	}
+	if j.ReceivedAt > 0 {
+		received = strconv.FormatInt(j.ReceivedAt, 10)
 	}
 	return rueidis.LuaExec{
 		Keys: []string{k.Buf, k.Meta, k.Seen, k.Due, k.Stats},
 		Args: []string{j.Key, j.ID, string(j.Message), ms(b.opts.QuietWindow), ms(b.opts.MaxWait),
-			strconv.Itoa(b.opts.MaxMessages), ms(b.opts.DedupeWindow), ms(b.opts.TTL), b.now(), now},
+			strconv.Itoa(b.opts.MaxMessages), ms(b.opts.DedupeWindow), ms(b.opts.TTL), b.now(), now, received},
 	}
 }
 
