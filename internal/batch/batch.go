@@ -55,6 +55,9 @@ type Message struct {
 	To         string          `json:"to,omitempty"`       // the business side (phone_number_id, instance, whatsapp:+1…)
 	ReplyTo    string          `json:"reply_to,omitempty"` // provider id of the message this one quotes or reacts to
 	Media      *Media          `json:"media,omitempty"`
+	// Traceparent is the W3C trace context the webhook carrying the
+	// message came with, if any; the sinks pass the batch's on.
+	Traceparent string `json:"traceparent,omitempty"`
 }
 
 // Media references a provider-hosted attachment; lull never downloads it.
@@ -78,6 +81,18 @@ type Batch struct {
 	LastAt     string    `json:"last_at"`
 	FlushedAt  string    `json:"flushed_at"`
 	Attempt    int       `json:"attempt"`
+}
+
+// Traceparent is the trace context the sinks send the batch with: that of
+// its last message that came with one ("" if none did). The bot answers the
+// burst's last word, so its trace continues that message's.
+func (b Batch) Traceparent() string {
+	for i := len(b.Messages) - 1; i >= 0; i-- {
+		if t := b.Messages[i].Traceparent; t != "" {
+			return t
+		}
+	}
+	return ""
 }
 
 // ID is the deterministic batch id: the conversation key and the generation

@@ -200,7 +200,9 @@ func (h *handlers) generic(c *fiber.Ctx) error {
 
 // accept publishes env and answers 202 once the broker confirmed it.
 func (h *handlers) accept(c *fiber.Ctx, env ingest.Envelope) error {
-	if err := h.publish(c.UserContext(), []ingest.Envelope{env}); err != nil {
+	envs := []ingest.Envelope{env}
+	keepTrace(c, envs)
+	if err := h.publish(c.UserContext(), envs); err != nil {
 		return err
 	}
 	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{

@@ -234,6 +234,7 @@ func (p *providerRoutes) publish(c *fiber.Ctx, source string, res provider.Resul
 			e.Message.ID = newID()
 		}
 	}
+	keepTrace(c, res.Envelopes)
 	if err := p.h.publish(c.UserContext(), res.Envelopes); err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/lullhq/lull/internal/batch"
 	"github.com/lullhq/lull/internal/queue"
+	"github.com/lullhq/lull/internal/tracectx"
 )
 
 // AMQP message headers the amqp sink sets on every batch.
@@ -93,11 +94,11 @@ func (a *AMQP) Deliver(ctx context.Context, b batch.Batch, body []byte) error {
 		Timestamp:    time.Now(),
 		Type:         "lull.batch",
 		AppId:        "lull",
-		Headers: amqp.Table{
+		Headers: withTrace(amqp.Table{
 			AMQPHeaderBatchID: b.BatchID,
 			AMQPHeaderAttempt: int32(b.Attempt),
 			AMQPHeaderKey:     b.Key,
-		},
+		}, b),
 		Body: body,
 	})
 	if err != nil {
@@ -110,3 +111,12 @@ func (a *AMQP) Deliver(ctx context.Context, b batch.Batch, body []byte) error {
 // Close waits for publishes under way (bounded by ctx) and closes the
 // connection.
 func (a *AMQP) Close(ctx context.Context) error { return a.pub.Close(ctx) }
+
+// withTrace adds the batch's W3C trace context to AMQP headers h, under
+// the same name as the HTTP header (traceparent), when it has one.
+func withTrace(h amqp.Table, b batch.Batch) amqp.Table {
+	if tp := b.Traceparent(); tp != "" {
+		h[tracectx.Header] = tp
+	}
+	return h
+}

@@ -20,6 +20,8 @@ func TestAMQP_BatchQueueConsumerGetsExactBatch(t *testing.T) {
 
 	b, _ := sampleBatch(t)
 	b.Attempt = 3
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	b.Messages[0].Traceparent = tp
 	body, err := json.Marshal(b)
 	require.NoError(t, err)
 	require.NoError(t, a.Deliver(context.Background(), b, body))
@@ -35,6 +37,7 @@ func TestAMQP_BatchQueueConsumerGetsExactBatch(t *testing.T) {
 	require.Equal(t, b.BatchID, d.Headers[AMQPHeaderBatchID])
 	require.EqualValues(t, 3, d.Headers[AMQPHeaderAttempt])
 	require.Equal(t, b.Key, d.Headers[AMQPHeaderKey])
+	require.Equal(t, tp, d.Headers["traceparent"], "the batch's trace context")
 	var got batch.Batch
 	require.NoError(t, json.Unmarshal(d.Body, &got))
 	require.Equal(t, b, got)

@@ -127,7 +127,7 @@ func celeryMessage(id, task, origin string, b batch.Batch, body []byte) amqp.Pub
 	buf.WriteString(celeryEmbed)
 	buf.WriteString("]")
 	return amqp.Publishing{
-		Headers: amqp.Table{
+		Headers: withTrace(amqp.Table{
 			"lang":          "py",
 			"task":          task,
 			"id":            id,
@@ -144,7 +144,7 @@ func celeryMessage(id, task, origin string, b batch.Batch, body []byte) amqp.Pub
 			"kwargsrepr":    "{}",
 			"origin":        origin,
 			"ignore_result": false,
-		},
+		}, b),
 		ContentType:     "application/json",
 		ContentEncoding: "utf-8",
 		DeliveryMode:    amqp.Persistent,

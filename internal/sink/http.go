@@ -16,6 +16,7 @@ import (
 	"github.com/lullhq/lull/internal/batch"
 	"github.com/lullhq/lull/internal/hmacsig"
 	"github.com/lullhq/lull/internal/redact"
+	"github.com/lullhq/lull/internal/tracectx"
 )
 
 // HTTP request headers the http sink sends with every batch.
@@ -172,6 +173,9 @@ func (h *HTTP) Deliver(ctx context.Context, b batch.Batch, body []byte) error {
 	req.Header.Set(HeaderIdempotencyKey, b.BatchID)
 	req.Header.Set(HeaderBatchID, b.BatchID)
 	req.Header.Set(HeaderAttempt, strconv.Itoa(b.Attempt))
+	if tp := b.Traceparent(); tp != "" && validHeaderValue(tp) {
+		req.Header.Set(tracectx.Header, tp)
+	}
 	if h.secret != "" {
 		req.Header.Set(HeaderSignature, hmacsig.Sign(h.secret, body))
 	}
