@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -60,4 +61,53 @@ func BenchmarkFlushCommit(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkFlushCapacity is Redis's side of flushing one-message
+// conversations, with no delivery: the scheduler's pipelined claims (16
+// shards × 100 per FlushDue) and a commit for each, from 64 goroutines as
+// the deliveries commit. batches/s is the flush capacity of one Redis.
+func BenchmarkFlushCapacity(b *testing.B) {
+	buf := benchBuffer(b)
+	ctx := context.Background()
+	const round = 1600
+	keys := make([]string, b.N)
+	jobs := make([]store.AppendJob, 0, round)
+	for i := range keys {
+		keys[i] = fmt.Sprint("user-", i)
+		jobs = append(jobs, store.AppendJob{Key: keys[i], ID: "m", Message: benchMsg, FlushNow: true})
+		if len(jobs) == round || i == len(keys)-1 {
+			if _, errs := buf.AppendMany(ctx, jobs); errs != nil {
+				for _, err := range errs {
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			jobs = jobs[:0]
+		}
+	}
+	claims := make(chan *store.Claim, 4096)
+	var commits sync.WaitGroup
+	for range 64 {
+		commits.Go(func() {
+			for c := range claims {
+				if _, err := c.Commit(ctx); err != nil {
+					b.Error(err)
+				}
+			}
+		})
+	}
+	b.ResetTimer()
+	for start := 0; start < len(keys); start += round {
+		for _, f := range buf.FlushDue(ctx, keys[start:min(start+round, len(keys))], "bench") {
+			if f.Err != nil || f.Result != "" {
+				b.Fatalf("flush: %v %s", f.Err, f.Result)
+			}
+			claims <- f.Claim
+		}
+	}
+	close(claims)
+	commits.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "batches/s")
 }
