@@ -1,10 +1,11 @@
 -- append.lua: store one message in a conversation's buffer and (re)schedule its flush.
 --
 -- KEYS[1] buf      <ns>:{sNN}:buf:<key>    LIST of message JSON, arrival order
--- KEYS[2] meta     <ns>:{sNN}:meta:<key>   HASH gen, first_at, last_at, deadline, reason, bytes (of buf)
+-- KEYS[2] meta     <ns>:{sNN}:meta:<key>   HASH gen, first_at, last_at, deadline, reason, bytes (of buf),
+--                                           gap (adaptive window), paused, paused_until
 -- KEYS[3] seen     <ns>:{sNN}:seen:<key>   ZSET message id -> receipt (Unix ms), the dedupe window
 -- KEYS[4] due      <ns>:{sNN}:due          ZSET conversation key -> flush deadline (Unix ms)
--- KEYS[5] stats    <ns>:{sNN}:stats        HASH the shard's counters: appended, duplicates
+-- KEYS[5] stats    <ns>:{sNN}:stats        HASH the shard's counters: appended, duplicates, cancelled
 --
 -- ARGV[1] conversation key (the member in due)
 -- ARGV[2] message id
@@ -17,6 +18,15 @@
 -- ARGV[9] now, Unix ms; "" = Redis TIME (only tests pass a value)
 -- ARGV[10] "1" = flush at once (an immediate-flush rule matched), else ""
 -- ARGV[11] when the api received the message, Unix ms; "" = unknown
+-- ARGV[12] "cancel" = the message is a cancel word: drop what is buffered (not
+--          yet claimed) and the message itself; the next message starts a new
+--          burst. "" = a plain message
+-- ARGV[13] adaptive window: the shortest window, ms; "" = a fixed window
+--          (ARGV[4]). With it the window is clamp(k * gap, ARGV[13], ARGV[4]),
+--          gap an EWMA (weight 0.3 for the newest) of the conversation's gaps
+--          between messages of one burst, kept in meta as gap; no gap learnt
+--          yet, the window is ARGV[4]
+-- ARGV[14] adaptive window: k
 --
 -- The quiet window and the max wait run from when the message counts as
 -- arrived: the api's receipt, so that a worker lagging behind its queue does
@@ -26,12 +36,16 @@
 -- never later than now (a clock ahead), and never before the conversation's
 -- previous message counted (last_at: deadlines only move forward).
 --
--- Returns {stored, generation, count, deadline, now}:
+-- A paused conversation (pause.lua) keeps its messages: they are scheduled no
+-- earlier than the pause's end, or not at all while paused until resumed.
+--
+-- Returns {stored, generation, count, deadline, now, dropped}:
 --   stored     1 = appended, 0 = duplicate message id (nothing changed)
 --   generation the conversation's generation after this call
 --   count      messages in the buffer
 --   deadline   the flush deadline now in force (Unix ms; -1 when not scheduled)
 --   now        the clock the script used (Unix ms)
+--   dropped    messages a cancel word dropped (the word included), else 0
 local buf_key, meta_key, seen_key, due_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local conv, id, msg = ARGV[1], ARGV[2], ARGV[3]
 local quiet, max_wait, max_msgs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -48,19 +62,28 @@ if redis.call('ZSCORE', seen_key, id) then
   redis.call('HINCRBY', stats_key, 'duplicates', 1)
   local gen = tonumber(redis.call('HGET', meta_key, 'gen')) or 0
   local deadline = tonumber(redis.call('HGET', meta_key, 'deadline')) or -1
-  return {0, gen, redis.call('LLEN', buf_key), deadline, now}
+  return {0, gen, redis.call('LLEN', buf_key), deadline, now, 0}
 end
 redis.call('ZADD', seen_key, now, id)
 redis.call('ZREMRANGEBYSCORE', seen_key, '-inf', now - dedupe)
 redis.call('PEXPIRE', seen_key, dedupe)
 
-local count = redis.call('RPUSH', buf_key, msg)
-redis.call('HINCRBY', stats_key, 'appended', 1)
-redis.call('HINCRBY', meta_key, 'bytes', #msg)
 -- A new conversation (or one whose state expired) starts its generation at the
 -- clock, so a batch id is never reused for a different batch.
 redis.call('HSETNX', meta_key, 'gen', now)
 local gen = redis.call('HINCRBY', meta_key, 'gen', 1)
+if ARGV[12] == 'cancel' then
+  local dropped = redis.call('LLEN', buf_key) + 1
+  redis.call('DEL', buf_key)
+  redis.call('HDEL', meta_key, 'first_at', 'deadline', 'reason', 'bytes', 'was_paused', 'replaces')
+  redis.call('ZREM', due_key, conv)
+  redis.call('HINCRBY', stats_key, 'cancelled', dropped)
+  redis.call('PEXPIRE', meta_key, ttl)
+  return {1, gen, 0, -1, now, dropped}
+end
+local count = redis.call('RPUSH', buf_key, msg)
+redis.call('HINCRBY', stats_key, 'appended', 1)
+redis.call('HINCRBY', meta_key, 'bytes', #msg)
 local last = tonumber(redis.call('HGET', meta_key, 'last_at'))
 if last and last > at and last <= now then
   at = last
@@ -69,6 +92,24 @@ if count == 1 then
   redis.call('HSET', meta_key, 'first_at', at)
 end
 local first = tonumber(redis.call('HGET', meta_key, 'first_at')) or at
+
+local min_window = tonumber(ARGV[13])
+if min_window then
+  local k = tonumber(ARGV[14]) or 3
+  local gap = tonumber(redis.call('HGET', meta_key, 'gap'))
+  if count > 1 and last then
+    local g = math.max(at - last, 0)
+    if gap then
+      gap = math.floor(0.3 * g + 0.7 * gap + 0.5)
+    else
+      gap = g
+    end
+    redis.call('HSET', meta_key, 'gap', gap)
+  end
+  if gap then
+    quiet = math.min(math.max(math.floor(k * gap), min_window), quiet)
+  end
+end
 
 local deadline, reason = at + quiet, 'quiet'
 if max_wait > 0 and first + max_wait < deadline then
@@ -81,7 +122,12 @@ if ARGV[10] == '1' then
   deadline, reason = now, 'immediate'
 end
 redis.call('HSET', meta_key, 'last_at', at, 'deadline', deadline, 'reason', reason)
-redis.call('ZADD', due_key, deadline, conv)
+local pause = redis.call('HMGET', meta_key, 'paused', 'paused_until')
+if not pause[1] then
+  redis.call('ZADD', due_key, deadline, conv)
+elseif pause[2] then
+  redis.call('ZADD', due_key, math.max(deadline, tonumber(pause[2])), conv)
+end
 redis.call('PEXPIRE', buf_key, ttl)
 redis.call('PEXPIRE', meta_key, ttl)
-return {1, gen, count, deadline, now}
+return {1, gen, count, deadline, now, 0}

@@ -8,12 +8,15 @@
 -- KEYS[4] meta      <ns>:{sNN}:meta:<key>    HASH gen, first_at, last_at, deadline, reason, committed, committed_at
 -- KEYS[5] buf       <ns>:{sNN}:buf:<key>     LIST buffered message JSON
 -- KEYS[6] stats     <ns>:{sNN}:stats         HASH the shard's counters: delivered
+-- KEYS[7] last      <ns>:{sNN}:last:<key>    HASH the last delivered batch, kept for a discard
 --
 -- ARGV[1] conversation key
 -- ARGV[2] generation of the delivered batch
 -- ARGV[3] safety TTL of meta, ms: only used when meta is gone, so that the
 --         committed mark never makes a key without expiry
 -- ARGV[4] now, Unix ms; "" = Redis TIME (only tests pass a value)
+-- ARGV[5] how long the delivered batch is kept (as KEYS[7], with delivered_at)
+--         so that a bot can discard it (discard.lua), ms; "" or 0 = not kept
 --
 -- Returns {status, next, now}:
 --   status  1 = committed now
@@ -25,6 +28,7 @@
 --   now     the clock the script used (Unix ms)
 local batch_key, inflight_key, due_key, meta_key, buf_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local conv, gen, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local keep = tonumber(ARGV[5]) or 0
 local now = clock(ARGV[4])
 
 -- The deadline of what is buffered, or -1.
@@ -48,7 +52,14 @@ if redis.call('HGET', batch_key, 'gen') ~= gen then
   end
   return {0, -1, now}
 end
-redis.call('DEL', batch_key)
+if keep > 0 then
+  redis.call('RENAME', batch_key, KEYS[7])
+  redis.call('HDEL', KEYS[7], 'owner')
+  redis.call('HSET', KEYS[7], 'delivered_at', now)
+  redis.call('PEXPIRE', KEYS[7], keep)
+else
+  redis.call('DEL', batch_key)
+end
 redis.call('ZREM', inflight_key, conv)
 redis.call('HSET', meta_key, 'committed', gen, 'committed_at', now)
 redis.call('HINCRBY', stats_key, 'delivered', 1)

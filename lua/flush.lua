@@ -9,7 +9,8 @@
 -- compared here.
 --
 -- KEYS[1] due       <ns>:{sNN}:due           ZSET conversation key -> flush deadline (Unix ms)
--- KEYS[2] meta      <ns>:{sNN}:meta:<key>    HASH gen, first_at, last_at, deadline, reason, bytes (of buf)
+-- KEYS[2] meta      <ns>:{sNN}:meta:<key>    HASH gen, first_at, last_at, deadline, reason, bytes (of buf),
+--                                             paused, paused_until, was_paused, replaces
 -- KEYS[3] buf       <ns>:{sNN}:buf:<key>     LIST buffered message JSON
 -- KEYS[4] batch     <ns>:{sNN}:batch:<key>   HASH the claimed batch
 -- KEYS[5] inflight  <ns>:{sNN}:inflight      ZSET conversation key -> lease expiry (Unix ms)
@@ -26,16 +27,24 @@
 --         take the sum of its messages' JSON past this many bytes (a slice
 --         holds at least one message; the api refuses larger ones); "" = none
 --
+-- A paused conversation (pause.lua) is not claimed: it is rescheduled at the
+-- end of its pause, or unscheduled while paused until resumed. The batch
+-- claimed once a pause ran out (or after a resume) is marked paused. A batch
+-- claimed after a discard (discard.lua) names the batches it replaces.
+--
 -- Returns one of
---   {1, generation, reason, flushed_at, attempt, messages, rest, deadline}  claimed;
---                   messages is a JSON array, attempt is 1, rest is 1 when a
---                   slice left messages buffered that are due at once (else
---                   0), deadline is the due score the claim was made for
---                   (flushed_at - deadline is the flush's lateness)
+--   {1, generation, reason, flushed_at, attempt, messages, rest, deadline, paused, replaces}
+--                   claimed; messages is a JSON array, attempt is 1, rest is 1
+--                   when a slice left messages buffered that are due at once
+--                   (else 0), deadline is the due score the claim was made for
+--                   (flushed_at - deadline is the flush's lateness), paused
+--                   is 1 for the batch that ends a pause (else 0), replaces
+--                   is a JSON array of batch ids ("" when none)
 --   {0, "gone"}     not scheduled (another scheduler flushed it)
 --   {0, "not_due"}  its deadline is in the future (a message arrived meanwhile)
 --   {0, "busy"}     an earlier batch is in flight; rescheduled after that batch's lease
 --   {0, "empty"}    scheduled with nothing buffered; unscheduled
+--   {0, "paused"}   paused: rescheduled at the pause's end, or unscheduled
 local due_key, meta_key, buf_key, batch_key, inflight_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local conv, lease, owner = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local max_msgs = tonumber(ARGV[5])
@@ -50,6 +59,20 @@ if deadline > now then
   return {0, 'not_due'}
 end
 local gen = redis.call('HGET', meta_key, 'gen')
+local pause = redis.call('HMGET', meta_key, 'paused', 'paused_until')
+if pause[1] then
+  local pause_end = tonumber(pause[2])
+  if not pause_end then
+    redis.call('ZREM', due_key, conv)
+    return {0, 'paused'}
+  end
+  if pause_end > now then
+    redis.call('ZADD', due_key, pause_end, conv)
+    return {0, 'paused'}
+  end
+  redis.call('HDEL', meta_key, 'paused', 'paused_until')
+  redis.call('HSET', meta_key, 'was_paused', 1)
+end
 if redis.call('EXISTS', batch_key) == 1 then
   local lease_end = tonumber(redis.call('ZSCORE', inflight_key, conv)) or 0
   if lease_end <= now then
@@ -102,9 +125,25 @@ else
   redis.call('ZREM', due_key, conv)
 end
 local messages = '[' .. table.concat(msgs, ',') .. ']'
+-- lens: each message's length, so a discard can split the array back into
+-- the exact stored messages.
+local lens = {}
+for i = 1, #msgs do
+  lens[i] = #msgs[i]
+end
+local extra = redis.call('HMGET', meta_key, 'was_paused', 'replaces')
+local paused, replaces = 0, extra[2] or ''
+if extra[1] then
+  paused = 1
+end
+-- The first batch takes both marks: a discarded batch's messages, back in
+-- front of the buffer, are never more than one batch holds, so a slice
+-- holds them all.
+redis.call('HDEL', meta_key, 'was_paused', 'replaces')
 redis.call('HSET', batch_key, 'key', conv, 'gen', gen, 'reason', reason, 'flushed_at', now,
-  'attempt', 1, 'owner', owner, 'messages', messages)
+  'attempt', 1, 'owner', owner, 'messages', messages, 'lens', table.concat(lens, ','),
+  'paused', paused, 'replaces', replaces)
 redis.call('ZADD', inflight_key, now + lease, conv)
 redis.call('HINCRBY', stats_key, 'flushed', 1)
 redis.call('HINCRBY', stats_key, 'lateness_ms', now - deadline)
-return {1, tonumber(gen), reason, now, 1, messages, rest, deadline}
+return {1, tonumber(gen), reason, now, 1, messages, rest, deadline, paused, replaces}

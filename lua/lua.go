@@ -43,6 +43,12 @@ var (
 	replaySrc string
 	//go:embed schedule.lua
 	scheduleSrc string
+	//go:embed pause.lua
+	pauseSrc string
+	//go:embed cancel.lua
+	cancelSrc string
+	//go:embed discard.lua
+	discardSrc string
 )
 
 // Script is one of the scripts, Prelude included.
@@ -108,4 +114,7 @@ var (
 	Dead     = script(deadSrc)
 	Replay   = script(replaySrc)
 	Schedule = script(scheduleSrc)
+	Pause    = script(pauseSrc)
+	Cancel   = script(cancelSrc)
+	Discard  = script(discardSrc)
 )

@@ -18,6 +18,8 @@ const (
 	// ReasonImmediate: a message matched an immediate-flush rule
 	// (IMMEDIATE_FLUSH, e.g. a /command or a button reply).
 	ReasonImmediate = "immediate"
+	// ReasonResumed: the conversation was resumed after a pause.
+	ReasonResumed = "resumed"
 )
 
 // Message types. Providers normalize theirs to these.
@@ -81,6 +83,15 @@ type Batch struct {
 	LastAt     string    `json:"last_at"`
 	FlushedAt  string    `json:"flushed_at"`
 	Attempt    int       `json:"attempt"`
+	// Paused: the batch ends a pause (a human handled the conversation
+	// meanwhile); it holds what was kept while paused.
+	Paused bool `json:"paused,omitempty"`
+	// Replaces names the discarded batches whose messages this batch holds
+	// again (first, in order, before the newer ones).
+	Replaces []string `json:"replaces,omitempty"`
+	// StatusURL is where a bot checks whether the batch is still current
+	// (GET, with the API token); only with the conversation API.
+	StatusURL string `json:"status_url,omitempty"`
 }
 
 // Traceparent is the trace context the sinks send the batch with: that of

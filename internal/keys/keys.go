@@ -10,6 +10,7 @@
 //	lull:{s07}:meta:K       HASH  gen, first_at, last_at, deadline, reason
 //	lull:{s07}:seen:K       ZSET  message ids already stored, score = receipt (Unix ms)
 //	lull:{s07}:batch:K      HASH  the claimed batch: gen, reason, messages, flushed_at, attempt, owner
+//	lull:{s07}:last:K       HASH  the last delivered batch, kept DISCARD_WINDOW for a discard (only with the /v1 API)
 //	lull:{s07}:dead         ZSET  dead-lettered batch ids, score = when (Unix ms)
 //	lull:{s07}:dead:K:G     HASH  a dead-lettered batch (batch id K:G): the batch's fields, error, dead_at
 //	lull:{s07}:stats        HASH  the shard's cumulative counters: appended, duplicates, flushed, lateness_ms, delivered, dead
@@ -67,6 +68,7 @@ type Conversation struct {
 	Meta     string
 	Seen     string
 	Batch    string
+	Last     string // the last delivered batch (kept for a discard)
 	Dead     string // the shard's dead-letter set
 	Stats    string // the shard's counters
 }
@@ -101,6 +103,7 @@ func (s Space) Conversation(key string) Conversation {
 		Meta:     tag + ":meta:" + key,
 		Seen:     tag + ":seen:" + key,
 		Batch:    tag + ":batch:" + key,
+		Last:     tag + ":last:" + key,
 		Dead:     s.Dead(shard),
 		Stats:    s.Stats(shard),
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/redis/rueidis"
 
+	"github.com/lullhq/lull/internal/valutil"
 	"github.com/lullhq/lull/lua"
 )
 
@@ -20,6 +22,11 @@ type AppendJob struct {
 	// unknown): the quiet window runs from it rather than from the append,
 	// by at most half a quiet window (see lua/append.lua).
 	ReceivedAt int64
+	// Media: a media message without a caption (MediaQuietWindow applies).
+	Media bool
+	// Cancel: the message is a cancel word; it and what is buffered are
+	// dropped (Appended.Dropped counts them).
+	Cancel bool
 }
 
 // AppendMany does what Append does for each job, all of them in one Redis
@@ -57,17 +64,27 @@ func (b *Store) AppendMany(ctx context.Context, jobs []AppendJob) ([]Appended, [
 // appendExec is the append.lua call of one job: Append's keys and args.
 func (b *Store) appendExec(j AppendJob) rueidis.LuaExec {
 	k := b.keys.Conversation(j.Key)
-	now, received := "", ""
+	now, received, control, adaptiveMin, adaptiveK := "", "", "", "", ""
 	if j.FlushNow {
 		now = "1"
 	}
 	if j.ReceivedAt > 0 {
 		received = strconv.FormatInt(j.ReceivedAt, 10)
 	}
+	if j.Cancel {
+		control = "cancel"
+	}
+	w := b.window(j.Key)
+	if j.Media && b.opts.MediaQuietWindow > 0 {
+		w.Quiet = b.opts.MediaQuietWindow
+	} else if a := b.opts.Adaptive; a != nil {
+		adaptiveMin, adaptiveK = ms(a.Min), strconv.FormatFloat(a.K, 'f', -1, 64)
+	}
 	return rueidis.LuaExec{
 		Keys: []string{k.Buf, k.Meta, k.Seen, k.Due, k.Stats},
-		Args: []string{j.Key, j.ID, string(j.Message), ms(b.opts.QuietWindow), ms(b.opts.MaxWait),
-			strconv.Itoa(b.opts.MaxMessages), ms(b.opts.DedupeWindow), ms(b.opts.TTL), b.now(), now, received},
+		Args: []string{j.Key, j.ID, string(j.Message), ms(w.Quiet), ms(w.MaxWait),
+			strconv.Itoa(b.opts.MaxMessages), ms(b.opts.DedupeWindow), ms(b.opts.TTL), b.now(), now, received,
+			control, adaptiveMin, adaptiveK},
 	}
 }
 
@@ -78,12 +95,34 @@ func (b *Store) appended(buf string, r rueidis.RedisResult) (Appended, error) {
 	if err != nil {
 		return Appended{}, fmt.Errorf("append %s: %w", buf, err)
 	}
-	if len(vals) != 5 {
+	if len(vals) != 6 {
 		return Appended{}, fmt.Errorf("append %s: unexpected reply %v", buf, vals)
 	}
-	a := Appended{Stored: vals[0] == 1, Generation: vals[1], Count: vals[2], Deadline: vals[3], Now: vals[4]}
-	if a.Stored {
+	a := Appended{Stored: vals[0] == 1, Generation: vals[1], Count: vals[2], Deadline: vals[3], Now: vals[4], Dropped: vals[5]}
+	if a.Stored && a.Deadline >= 0 {
 		b.alarm.set(a.Deadline, a.Now)
 	}
 	return a, nil
+}
+
+// window is the quiet window and max wait of conversation key: its
+// source's (a provider key "<source>:…" with an entry in Windows; any other
+// key is a generic one, Windows["generic"]), else the defaults.
+func (b *Store) window(key string) Window {
+	w := Window{Quiet: b.opts.QuietWindow, MaxWait: b.opts.MaxWait}
+	if len(b.opts.Windows) == 0 {
+		return w
+	}
+	o, ok := Window{}, false
+	if source, _, cut := strings.Cut(key, ":"); cut && source != "generic" {
+		o, ok = b.opts.Windows[source]
+	}
+	if !ok {
+		o, ok = b.opts.Windows["generic"]
+	}
+	if ok {
+		w.Quiet = valutil.ValOrDefault(o.Quiet, w.Quiet)
+		w.MaxWait = valutil.ValOrDefault(o.MaxWait, w.MaxWait)
+	}
+	return w
 }

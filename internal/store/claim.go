@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -174,7 +175,7 @@ func (b *Store) claimReply(res rueidis.RedisResult, key, owner string, start tim
 		why, err := vals[1].ToString()
 		return nil, why, err
 	}
-	if len(vals) != 6 && len(vals) != 8 {
+	if len(vals) != 10 {
 		return nil, "", fmt.Errorf("unexpected reply of %d values", len(vals))
 	}
 	gen, err := vals[1].AsInt64()
@@ -197,17 +198,27 @@ func (b *Store) claimReply(res rueidis.RedisResult, key, owner string, start tim
 	if err != nil {
 		return nil, "", fmt.Errorf("messages: %w", err)
 	}
-	var deadline int64
-	if len(vals) == 8 {
-		r, err := vals[6].AsInt64()
-		if err != nil {
-			return nil, "", fmt.Errorf("rest: %w", err)
-		}
-		if r == 1 {
-			b.alarm.set(flushedAt, flushedAt) // the rest is due at once
-		}
-		if deadline, err = vals[7].AsInt64(); err != nil {
-			return nil, "", fmt.Errorf("deadline: %w", err)
+	rest, err := vals[6].AsInt64()
+	if err != nil {
+		return nil, "", fmt.Errorf("rest: %w", err)
+	}
+	if rest == 1 {
+		b.alarm.set(flushedAt, flushedAt) // the rest is due at once
+	}
+	deadline, err := vals[7].AsInt64()
+	if err != nil {
+		return nil, "", fmt.Errorf("deadline: %w", err)
+	}
+	paused, err := vals[8].AsInt64()
+	if err != nil {
+		return nil, "", fmt.Errorf("paused: %w", err)
+	}
+	var replaces []string
+	if s, err := vals[9].ToString(); err != nil {
+		return nil, "", fmt.Errorf("replaces: %w", err)
+	} else if s != "" {
+		if err := json.Unmarshal([]byte(s), &replaces); err != nil {
+			return nil, "", fmt.Errorf("replaces %q: %w", s, err)
 		}
 	}
 	c := &Claim{Key: key, Generation: gen, Owner: owner, FlushedAtMs: flushedAt, Deadline: deadline, st: b}
@@ -222,6 +233,10 @@ func (b *Store) claimReply(res rueidis.RedisResult, key, owner string, start tim
 	}
 	if c.Unreadable != nil {
 		c.Batch = batch.Batch{BatchID: c.ID(), Key: key, Generation: gen, Reason: reason, Attempt: int(attempt)}
+	}
+	c.Batch.Paused, c.Batch.Replaces = paused == 1, replaces
+	if b.opts.StatusURL != "" {
+		c.Batch.StatusURL = b.opts.StatusURL + url.PathEscape(c.ID())
 	}
 	return c, "", nil
 }
@@ -324,8 +339,8 @@ func (c *Claim) Commit(ctx context.Context) (Committed, error) {
 	var res Committed
 	err := c.retry(ctx, "commit", func(ctx context.Context) error {
 		vals, err := lua.Commit.Exec(ctx, c.st.client,
-			[]string{k.Batch, k.Inflight, k.Due, k.Meta, k.Buf, k.Stats},
-			[]string{c.Key, strconv.FormatInt(c.Generation, 10), ms(c.st.opts.TTL), c.st.now()},
+			[]string{k.Batch, k.Inflight, k.Due, k.Meta, k.Buf, k.Stats, k.Last},
+			[]string{c.Key, strconv.FormatInt(c.Generation, 10), ms(c.st.opts.TTL), c.st.now(), ms(c.st.opts.KeepDelivered)},
 		).AsIntSlice()
 		if err != nil {
 			return fmt.Errorf("commit %s: %w", k.Batch, err)

@@ -56,6 +56,37 @@ type Options struct {
 	RedisTimeout time.Duration
 	Logger       *slog.Logger // default slog.Default()
 	Now          func() int64 // tests only: a fixed clock in Unix ms instead of Redis TIME
+
+	// Windows that fit the conversation (all optional).
+	//
+	// Windows overrides QuietWindow and MaxWait for the conversations of a
+	// provider source (a key "<source>:…"); a zero field keeps the default.
+	Windows map[string]Window
+	// MediaQuietWindow is the quiet window after a media message without a
+	// caption (its words usually follow); 0 = the text window.
+	MediaQuietWindow time.Duration
+	// Adaptive, when set, learns each conversation's gaps between messages
+	// of a burst and uses clamp(K × typical gap, Min, quiet window).
+	Adaptive *Adaptive
+
+	// KeepDelivered is how long a delivered batch is kept so that a bot can
+	// discard it (Discard); 0 = not kept, and a discard is refused.
+	KeepDelivered time.Duration
+	// StatusURL, when set, is the prefix of every batch's status_url: the
+	// batch id, path-escaped, is appended ("https://lull.example/v1/batches/").
+	StatusURL string
+}
+
+// Window is the quiet window and max wait of one source (zero: the default).
+type Window struct {
+	Quiet   time.Duration
+	MaxWait time.Duration
+}
+
+// Adaptive are the adaptive window's parameters.
+type Adaptive struct {
+	Min time.Duration // the shortest window
+	K   float64       // window = K × typical gap (within [Min, quiet window])
 }
 
 func (o Options) mustValidate() {
@@ -65,6 +96,8 @@ func (o Options) mustValidate() {
 		"TTL": o.TTL <= 0, "Lease": o.Lease <= 0, "DeadLetterTTL": o.DeadLetterTTL <= 0,
 		"DeadLetterMax": o.DeadLetterMax <= 0, "RedisTimeout": o.RedisTimeout <= 0,
 		"MaxWait": o.MaxWait < 0, "MaxBytes": o.MaxBytes < 0,
+		"MediaQuietWindow": o.MediaQuietWindow < 0, "KeepDelivered": o.KeepDelivered < 0,
+		"Adaptive": o.Adaptive != nil && (o.Adaptive.Min <= 0 || o.Adaptive.K <= 0),
 	} {
 		if bad {
 			missing = append(missing, name)
@@ -116,6 +149,8 @@ type Appended struct {
 	Count      int64 // messages buffered
 	Deadline   int64 // flush deadline, Unix ms (-1: none)
 	Now        int64 // Redis clock at the append, Unix ms
+	// Dropped is how many messages a cancel word dropped (itself included).
+	Dropped int64
 }
 
 // Append stores message (its JSON encoding) with id in conversation key's
@@ -149,11 +184,12 @@ func (b *Store) FlushNow(ctx context.Context, key string) (Rescheduled, error) {
 
 func (b *Store) schedule(ctx context.Context, key, mode string) (Rescheduled, error) {
 	k := b.keys.Conversation(key)
+	w := b.window(key)
 	ctx, cancel := b.bound(ctx)
 	defer cancel()
 	vals, err := lua.Schedule.Exec(ctx, b.client,
 		[]string{k.Buf, k.Meta, k.Due},
-		[]string{key, mode, ms(b.opts.QuietWindow), ms(b.opts.MaxWait), b.now()},
+		[]string{key, mode, ms(w.Quiet), ms(w.MaxWait), b.now()},
 	).AsIntSlice()
 	if err != nil {
 		return Rescheduled{}, fmt.Errorf("%s %s: %w", mode, k.Meta, err)
