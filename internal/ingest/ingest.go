@@ -49,7 +49,8 @@ type Envelope struct {
 	Key      string        `json:"key"`
 	Kind     string        `json:"kind,omitempty"`
 	Message  batch.Message `json:"message"`
-	FlushNow bool          `json:"flush_now,omitempty"` // an immediate-flush rule matched
+	FlushNow bool          `json:"flush_now,omitempty"` // an immediate-flush rule or a flush word matched
+	Cancel   bool          `json:"cancel,omitempty"`    // a cancel word: drop the buffer and the message
 }
 
 // Encode is the envelope's queue body.

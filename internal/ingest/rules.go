@@ -61,13 +61,16 @@ func (r Rules) Apply(e *Envelope) {
 type RuleSet struct {
 	Default  Rules
 	BySource map[string]Rules // by Message.Source: "generic", "whatsapp", "evolution", "twilio"
+	Words    Words            // the control words, of every source
 }
 
-// Apply marks e to flush at once when a rule of its source matches.
+// Apply marks e to flush at once when a rule of its source matches, or as a
+// control word.
 func (rs RuleSet) Apply(e *Envelope) {
 	r, ok := rs.BySource[e.Message.Source]
 	if !ok {
 		r = rs.Default
 	}
 	r.Apply(e)
+	rs.Words.Apply(e)
 }

@@ -25,7 +25,18 @@ const (
 	HeaderBatchID        = "X-Lull-Batch-Id"
 	HeaderAttempt        = "X-Lull-Attempt"
 	HeaderSignature      = "X-Lull-Signature"
+	// HeaderDiscard on a 409 answer: the receiver discards the batch as
+	// stale (see Discard); a 409 without it is retried, as a receiver that
+	// implements Idempotency-Key answers while it still processes an earlier
+	// attempt.
+	HeaderDiscard = "X-Lull-Discard"
 )
+
+// discardRequested reads an X-Lull-Discard value: "1" or "true".
+func discardRequested(v string) bool {
+	v = strings.TrimSpace(v)
+	return v == "1" || strings.EqualFold(v, "true")
+}
 
 // maxRetryAfter caps a receiver's Retry-After hint.
 const maxRetryAfter = 24 * time.Hour
@@ -205,6 +216,8 @@ func (h *HTTP) classify(resp *http.Response, body []byte) error {
 		err = fmt.Errorf("%w: %s", err, msg)
 	}
 	switch {
+	case code == http.StatusConflict && discardRequested(resp.Header.Get(HeaderDiscard)):
+		return Discard(fmt.Errorf("%w (%s: the receiver discarded the batch as stale)", err, HeaderDiscard))
 	case code >= 300 && code <= 399:
 		return Permanent(fmt.Errorf("%w (redirect to %q not followed; point the URL at the final address)",
 			err, resp.Header.Get("Location")))

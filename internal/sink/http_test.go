@@ -126,6 +126,7 @@ func TestHTTP_ClassifiesStatus(t *testing.T) {
 		permanent  bool
 		after      time.Duration // exact hint; -1 means none
 		afterAbout bool          // hint from an HTTP-date: about two minutes
+		discard    string        // X-Lull-Discard of the answer
 	}{
 		{name: "200", code: 200, wantOK: true},
 		{name: "204", code: 204, wantOK: true},
@@ -135,6 +136,10 @@ func TestHTTP_ClassifiesStatus(t *testing.T) {
 		{name: "308 not followed", code: 308, permanent: true, after: -1},
 		{name: "408", code: 408, after: -1},
 		{name: "409 idempotency key in use", code: 409, retryAfter: "1", after: time.Second},
+		{name: "409 discarded as stale", code: 409, discard: "1", after: -1},
+		{name: "409 discard: true", code: 409, discard: "true", after: -1},
+		{name: "409 discard: no", code: 409, discard: "no", after: -1},
+		{name: "500 discard ignored", code: 500, discard: "1", after: -1},
 		{name: "429 seconds", code: 429, retryAfter: "3", after: 3 * time.Second},
 		{name: "429 http-date", code: 429, retryAfter: future, afterAbout: true},
 		{name: "429 garbage Retry-After", code: 429, retryAfter: "soon", after: -1},
@@ -151,6 +156,9 @@ func TestHTTP_ClassifiesStatus(t *testing.T) {
 				if tt.code/100 == 3 {
 					w.Header().Set("Location", "/elsewhere")
 				}
+				if tt.discard != "" {
+					w.Header().Set(HeaderDiscard, tt.discard)
+				}
 				w.WriteHeader(tt.code)
 			})
 			h := hb.newSink(t, HTTPOptions{})
@@ -164,6 +172,7 @@ func TestHTTP_ClassifiesStatus(t *testing.T) {
 			require.Error(t, err)
 			require.Contains(t, err.Error(), "http sink: POST "+hb.srv.URL+"/hook: status "+tt.name[:3])
 			require.Equal(t, tt.permanent, IsPermanent(err), "%v", err)
+			require.Equal(t, tt.code == 409 && discardRequested(tt.discard), IsDiscard(err), "%v", err)
 			d, ok := RetryAfterOf(err)
 			switch {
 			case tt.afterAbout:

@@ -130,6 +130,31 @@ func defaultWriter(w io.Writer) io.Writer {
 	return w
 }
 
+// discardError is a receiver's answer that the batch is stale: it noticed
+// newer messages of the conversation while it held the request and threw its
+// answer away.
+type discardError struct{ err error }
+
+func (e *discardError) Error() string { return e.err.Error() }
+func (e *discardError) Unwrap() error { return e.err }
+
+// Discard marks err as the receiver's discard of the batch: its messages go
+// back in front of the conversation's buffer, for the next batch (which
+// names this one in replaces). Discard(nil) is nil.
+func Discard(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &discardError{err: err}
+}
+
+// IsDiscard reports whether err, or an error it wraps, was marked with
+// Discard.
+func IsDiscard(err error) bool {
+	var d *discardError
+	return errors.As(err, &d)
+}
+
 // permanenter is implemented by errors that know whether retrying can fix
 // them. IsPermanent asks the first error in the chain that implements it.
 type permanenter interface {
