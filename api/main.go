@@ -15,8 +15,10 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/lullhq/lull/internal/config"
+	"github.com/lullhq/lull/internal/console"
 	"github.com/lullhq/lull/internal/httpapi"
 	"github.com/lullhq/lull/internal/ingest"
+	"github.com/lullhq/lull/internal/metrics"
 	"github.com/lullhq/lull/internal/queue"
 	"github.com/lullhq/lull/internal/redisconn"
 	"github.com/lullhq/lull/internal/store"
@@ -36,14 +38,28 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	publisher, err := queue.NewPublisher(ctx, cfg.AMQPURL, cfg.Namespace, queue.PublisherOptions{
+	// The metrics count whether or not METRICS_ADDR serves them.
+	var publisher *queue.Publisher
+	apiMetrics := metrics.NewAPI(metrics.APIOptions{BrokerReady: func() bool { return publisher.Ready() }})
+	publisher, err = queue.NewPublisher(ctx, cfg.AMQPURL, cfg.Namespace, queue.PublisherOptions{
 		ConfirmTimeout: cfg.PublishTimeout,
 		Logger:         log,
 		Inbound:        queue.TopologyOptions{DeadLetterTTL: cfg.DeadLetterTTL, DeadLetterMax: cfg.DeadLetterMax},
+		Observer:       apiMetrics,
 	})
 	if err != nil {
 		log.Error("publisher", "err", err)
 		return 1
+	}
+	// Served apart from the webhooks, until the very end.
+	if addr := cfg.MetricsListenAddr(config.ProcessAPI); addr != "" {
+		ms := metrics.NewServer(metrics.ServerOptions{Addr: addr, Gatherer: apiMetrics.Gatherer(), Logger: log})
+		if err := ms.Start(context.Background()); err != nil {
+			log.Error("metrics endpoint", "err", err)
+			return 1
+		}
+		defer ms.Stop()
+		log.Info("metrics endpoint listening", "addr", ms.Addr())
 	}
 
 	// Redis is only asked by /readyz here; connect in the background so the
@@ -79,6 +95,10 @@ func run() int {
 		Limits:              ingest.Limits{MetadataBytes: cfg.MetadataMaxBytes, MessageBytes: cfg.MaxBatchBytes},
 		AdminToken:          cfg.AdminToken,
 		Admin:               dead,
+		Metrics:             apiMetrics,
+		Console: console.New(console.Options{
+			Token: cfg.AdminToken, Store: dead.buf.Load, Namespace: cfg.Namespace, Logger: log,
+		}),
 		Providers: httpapi.ProviderOptions{
 			WhatsAppVerifyToken: cfg.WhatsAppVerifyToken,
 			WhatsAppAppSecret:   cfg.WhatsAppAppSecret,

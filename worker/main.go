@@ -18,6 +18,7 @@ import (
 	"github.com/lullhq/lull/internal/config"
 	"github.com/lullhq/lull/internal/delivery"
 	"github.com/lullhq/lull/internal/health"
+	"github.com/lullhq/lull/internal/metrics"
 	"github.com/lullhq/lull/internal/queue"
 	"github.com/lullhq/lull/internal/redisconn"
 	"github.com/lullhq/lull/internal/scheduler"
@@ -82,17 +83,28 @@ func run() int {
 	// Alarm, which the scheduler listens to.
 	owner := ownerID()
 	st := store.New(redis, cfg.Namespace, cfg.StoreOptions(log))
+	// The metrics count whether or not METRICS_ADDR serves them; the
+	// state gauges and the queue depth are read only when scraped.
+	var consumer *queue.Consumer
+	depth := queue.NewInboundDepth(cfg.AMQPURL, cfg.Namespace)
+	defer depth.Close()
+	workerMetrics := metrics.NewWorker(metrics.WorkerOptions{
+		Sinks: cfg.Sinks, State: st.State, QueueDepth: depth.Messages,
+		BrokerReady: func() bool { return consumer.Ready() }, StateTimeout: cfg.RedisTimeout, Logger: log,
+	})
 	deliverer := delivery.New(delivery.Options{
 		Sinks:       sinks,
 		Concurrency: cfg.Deliveries,
 		Retry:       backoff.Policy{Min: cfg.RetryMin, Max: cfg.RetryMax},
 		MaxAttempts: cfg.MaxAttempts,
 		Logger:      log,
+		Observer:    workerMetrics,
 	})
-	sched := scheduler.New(st, deliverer.Deliver, scheduler.Options{Owner: owner, Interval: cfg.PollInterval, Logger: log})
-	reclaim := scheduler.NewReclaimer(st, deliverer.Deliver, scheduler.Options{Owner: owner, Interval: cfg.PollInterval, Logger: log})
-	app := appender.New(st, appender.Options{Logger: log})
-	consumer, err := queue.NewConsumer(cfg.AMQPURL, cfg.Namespace, func(m queue.Message) { app.Handle(m.Body, m) }, queue.ConsumerOptions{
+	schedOpts := scheduler.Options{Owner: owner, Interval: cfg.PollInterval, Logger: log, Observer: workerMetrics}
+	sched := scheduler.New(st, deliverer.Deliver, schedOpts)
+	reclaim := scheduler.NewReclaimer(st, deliverer.Deliver, schedOpts)
+	app := appender.New(st, appender.Options{Logger: log, Observer: workerMetrics})
+	consumer, err = queue.NewConsumer(cfg.AMQPURL, cfg.Namespace, func(m queue.Message) { app.Handle(m.Body, m) }, queue.ConsumerOptions{
 		Prefetch: cfg.Prefetch,
 		Logger:   log,
 		Inbound:  queue.TopologyOptions{DeadLetterTTL: cfg.DeadLetterTTL, DeadLetterMax: cfg.DeadLetterMax},
@@ -112,6 +124,13 @@ func run() int {
 		hs = health.New(health.Options{Addr: cfg.HealthAddr, Redis: redis, Namespace: cfg.Namespace, ConsumerReady: consumer.Ready, Logger: log})
 		services = append([]startstop.Service{hs}, services...)
 	}
+	// METRICS_ADDR (/metrics) serves until the very end, like the health
+	// endpoint.
+	var ms *metrics.Server
+	if addr := cfg.MetricsListenAddr(config.ProcessWorker); addr != "" {
+		ms = metrics.NewServer(metrics.ServerOptions{Addr: addr, Gatherer: workerMetrics.Gatherer(), Logger: log})
+		services = append([]startstop.Service{ms}, services...)
+	}
 	for _, s := range services {
 		// Each service stops when asked (below), not with the signal, so
 		// that the shutdown goes in order.
@@ -123,6 +142,9 @@ func run() int {
 	}
 	if hs != nil {
 		log.Info("health endpoint listening", "addr", hs.Addr())
+	}
+	if ms != nil {
+		log.Info("metrics endpoint listening", "addr", ms.Addr())
 	}
 	log.Info("worker started", "quiet_window", cfg.QuietWindow, "max_wait", cfg.MaxWait,
 		"max_batch_messages", cfg.MaxBatchMessages, "sinks", cfg.Sinks)
@@ -145,7 +167,8 @@ func run() int {
 	//     started see their context end and start no new attempt;
 	//  5. the deliveries under way finish, up to SHUTDOWN_TIMEOUT (a batch
 	//     not delivered is released for another worker to re-drive at once);
-	//  6. the health endpoint stops; Redis and the sinks close (deferred).
+	//  6. the health and metrics endpoints stop; Redis and the sinks close
+	//     (deferred).
 	log.Info("shutting down")
 	if hs != nil {
 		hs.SetStopping()
@@ -160,6 +183,9 @@ func run() int {
 	}
 	if hs != nil {
 		hs.Stop()
+	}
+	if ms != nil {
+		ms.Stop()
 	}
 	log.Info("worker stopped")
 	return code

@@ -287,6 +287,9 @@ func (d *Deployment) Environ() []string {
 		"CALLBACK_TIMEOUT":   CallbackTimeout.String(),
 		"SHUTDOWN_TIMEOUT":   "5s",
 		"LOG_LEVEL":          level,
+		// Off: many deployments run at once, and the defaults are fixed
+		// ports. A test that scrapes sets its own (Env, APIEnv, WorkerEnv).
+		"METRICS_ADDR": "off",
 	}
 	if d.Opts.Secret != "" {
 		vars["CALLBACK_SECRET"] = d.Opts.Secret

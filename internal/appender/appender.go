@@ -58,7 +58,31 @@ type Options struct {
 	Lanes int
 	// Logger receives settle and retry events. Nil means slog.Default().
 	Logger *slog.Logger
+	// Observer hears every Redis round trip and every rejected message.
+	// Nil hears nothing.
+	Observer Observer
 }
+
+// Observer hears what the appender does (metrics.Worker is one). Its
+// methods are called on the lanes' goroutines: they must be quick.
+type Observer interface {
+	// Appended: one round trip of a lane's messages (store.AppendMany)
+	// took took; stored were appended, duplicates dropped as already
+	// seen, and failed refused (they are retried).
+	Appended(stored, duplicates, failed int, took time.Duration)
+	// Typing: one typing event's call took took; err is its failure (it
+	// is retried).
+	Typing(took time.Duration, err error)
+	// Rejected: one message went to the dead-letter queue (its body can
+	// never be processed).
+	Rejected()
+}
+
+type noObserver struct{}
+
+func (noObserver) Appended(int, int, int, time.Duration) {}
+func (noObserver) Typing(time.Duration, error)           {}
+func (noObserver) Rejected()                             {}
 
 type job struct {
 	env ingest.Envelope
@@ -72,6 +96,7 @@ type Appender struct {
 
 	buf   *store.Store
 	log   *slog.Logger
+	obs   Observer
 	lanes []chan job
 	retry backoff.Policy
 
@@ -90,6 +115,7 @@ func New(buf *store.Store, opts Options) *Appender {
 	return &Appender{
 		buf:   buf,
 		log:   valutil.ValOrDefault(opts.Logger, slog.Default()),
+		obs:   valutil.ValOrDefault[Observer](opts.Observer, noObserver{}),
 		lanes: lanes,
 		retry: backoff.Policy{Min: retryMin, Max: retryMax},
 	}
@@ -337,8 +363,26 @@ func (a *Appender) appendRound(ctx context.Context, pending []pendingJob, round 
 	// The call under way outlives a stop (the store bounds it by
 	// REDIS_TIMEOUT): messages being appended are finished and acked, not
 	// requeued half-way.
-	_, errs = a.buf.AppendMany(context.WithoutCancel(ctx), jobs)
+	start := time.Now()
+	res, errs := a.buf.AppendMany(context.WithoutCancel(ctx), jobs)
+	a.observeRound(res, errs, time.Since(start))
 	return errs
+}
+
+// observeRound tells the Observer what one round trip did.
+func (a *Appender) observeRound(res []store.Appended, errs []error, took time.Duration) {
+	var stored, duplicates, failed int
+	for n, err := range errs {
+		switch {
+		case err != nil:
+			failed++
+		case n < len(res) && res[n].Stored:
+			stored++
+		default:
+			duplicates++
+		}
+	}
+	a.obs.Appended(stored, duplicates, failed, took)
 }
 
 // requeueAll requeues what lane holds.
@@ -368,7 +412,9 @@ func (a *Appender) typing(ctx context.Context, j job) (o queue.Outcome) {
 	for attempt := 1; ctx.Err() == nil; attempt++ {
 		// The call under way outlives a stop (the store bounds it by
 		// REDIS_TIMEOUT).
+		start := time.Now()
 		_, err := a.buf.Typing(context.WithoutCancel(ctx), j.env.Key)
+		a.obs.Typing(time.Since(start), err)
 		if err == nil {
 			return queue.Ack
 		}
@@ -382,6 +428,9 @@ func (a *Appender) typing(ctx context.Context, j job) (o queue.Outcome) {
 
 // settle sends a message's outcome: the one place the appender settles.
 func (a *Appender) settle(j job, o queue.Outcome) {
+	if o == queue.Reject {
+		a.obs.Rejected()
+	}
 	if err := j.m.Settle(o); err != nil {
 		// The channel it came on is gone: the broker redelivers it, and the
 		// message id dedupes it.

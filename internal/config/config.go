@@ -74,6 +74,15 @@ type Config struct {
 	RedisTimeout        time.Duration `env:"REDIS_TIMEOUT"`
 	HealthAddr          string        `env:"HEALTH_ADDR"`
 
+	// MetricsAddr is METRICS_ADDR as set: where GET /metrics is served
+	// (host:port), or MetricsOff. Unset, each process takes its own
+	// default, MetricsAddrDefault: read it with MetricsListenAddr.
+	MetricsAddr string `env:"METRICS_ADDR"`
+	// MetricsAddrDefault is METRICS_ADDR's default for each process: the
+	// api and the worker often share a host, so their defaults differ. No
+	// variable sets it.
+	MetricsAddrDefault PerProcess
+
 	// Provider webhooks (the README's "Provider webhooks").
 	ImmediateFlush []string `env:"IMMEDIATE_FLUSH" envSeparator:","`
 	// Per source, overriding IMMEDIATE_FLUSH when set ("none": no rule).
@@ -151,6 +160,8 @@ func Defaults() Config {
 		DeadLetterTTL:       720 * time.Hour,
 		DeadLetterMax:       10000,
 		RedisTimeout:        2 * time.Second,
+
+		MetricsAddrDefault: PerProcess{API: ":9090", Worker: ":9091"},
 
 		ImmediateFlush: []string{ingest.RuleCommand, ingest.RuleInteractive},
 
@@ -261,6 +272,9 @@ func (c Config) Validate() error {
 		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 			bad("HEALTH_ADDR", "port %q must be a number in 0-65535", port)
 		}
+	}
+	if err := c.checkMetricsAddr(); err != nil {
+		bad("METRICS_ADDR", "%v", err)
 	}
 	if err := checkRedisURL(c.RedisURL); err != nil {
 		bad("REDIS_URL", "%q: %v", redact.URL(c.RedisURL), err)
@@ -382,6 +396,65 @@ func (c Config) Validate() error {
 		bad("LOG_FORMAT", "%q must be text or json", c.LogFormat)
 	}
 	return errors.Join(errs...)
+}
+
+// Process names one of lull's two processes, for a setting whose default
+// differs between them.
+type Process int
+
+// The processes.
+const (
+	ProcessAPI Process = iota
+	ProcessWorker
+)
+
+// PerProcess is a setting's value for each process.
+type PerProcess struct{ API, Worker string }
+
+// Of is p's value.
+func (v PerProcess) Of(p Process) string {
+	if p == ProcessWorker {
+		return v.Worker
+	}
+	return v.API
+}
+
+// MetricsOff is the METRICS_ADDR that serves no metrics.
+const MetricsOff = "off"
+
+// MetricsListenAddr is where process p serves GET /metrics: METRICS_ADDR,
+// or p's default when it is unset; "" when it is MetricsOff.
+func (c Config) MetricsListenAddr(p Process) string {
+	addr := c.MetricsAddr
+	if addr == "" {
+		addr = c.MetricsAddrDefault.Of(p)
+	}
+	if strings.EqualFold(addr, MetricsOff) {
+		return ""
+	}
+	return addr
+}
+
+// checkMetricsAddr wants METRICS_ADDR off or host:port, and the api's
+// metrics never on its webhook port, which faces the public.
+func (c Config) checkMetricsAddr() error {
+	for _, p := range []Process{ProcessAPI, ProcessWorker} {
+		addr := c.MetricsListenAddr(p)
+		if addr == "" {
+			continue
+		}
+		_, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return fmt.Errorf("%q is not host:port or %q", addr, MetricsOff)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return fmt.Errorf("port %q must be a number in 0-65535", port)
+		}
+		if _, httpPort, err := net.SplitHostPort(c.HTTPAddr); p == ProcessAPI && err == nil && port != "0" && port == httpPort {
+			return fmt.Errorf("%q must not share HTTP_ADDR's port: the webhook port is public", addr)
+		}
+	}
+	return nil
 }
 
 // MustFlushRules is FlushRules of a Config that Load (or Validate) accepted;

@@ -222,3 +222,26 @@ func TestLoad_HealthAddr(t *testing.T) {
 		require.ErrorContains(t, loadErr(t, "HEALTH_ADDR", bad), "HEALTH_ADDR", bad)
 	}
 }
+
+func TestLoad_MetricsAddr(t *testing.T) {
+	c := load(t)
+	require.Equal(t, ":9090", c.MetricsListenAddr(config.ProcessAPI), "the api's default")
+	require.Equal(t, ":9091", c.MetricsListenAddr(config.ProcessWorker), "the worker's default")
+
+	for _, off := range []string{"off", "OFF"} {
+		c = load(t, "METRICS_ADDR", off)
+		require.Empty(t, c.MetricsListenAddr(config.ProcessAPI), off)
+		require.Empty(t, c.MetricsListenAddr(config.ProcessWorker), off)
+	}
+	for _, ok := range []string{":9100", "127.0.0.1:9100", "[::1]:9100", "localhost:0"} {
+		c = load(t, "METRICS_ADDR", ok)
+		require.Equal(t, ok, c.MetricsListenAddr(config.ProcessAPI), "set, it is every process's")
+		require.Equal(t, ok, c.MetricsListenAddr(config.ProcessWorker))
+	}
+	for _, bad := range []string{"9100", "on", "host:port", ":70000"} {
+		require.ErrorContains(t, loadErr(t, "METRICS_ADDR", bad), "config: METRICS_ADDR: ", bad)
+	}
+	require.ErrorContains(t, loadErr(t, "METRICS_ADDR", "127.0.0.1:8000"), "must not share HTTP_ADDR's port")
+	require.ErrorContains(t, loadErr(t, "METRICS_ADDR", "", "HTTP_ADDR", ":9090"), "must not share HTTP_ADDR's port",
+		"the api's default too")
+}

@@ -89,9 +89,17 @@ func envFields(c *config.Config) map[string]reflect.Value {
 	return out
 }
 
+// perProcess is a README default that differs between the processes.
+var perProcess = regexp.MustCompile("^`([^`]*)` \\(api\\), `([^`]*)` \\(worker\\)$")
+
+// perProcessDefaults reads the variables whose default depends on the process.
+var perProcessDefaults = map[string]func(config.Config, config.Process) string{
+	"METRICS_ADDR": config.Config.MetricsListenAddr,
+}
+
 // TestDefaults_MatchTheREADME: the README documents every variable, and
 // the default it shows is Defaults' (or Load's, for the defaults derived
-// from other variables).
+// from other variables, or each process's, for those that differ).
 func TestDefaults_MatchTheREADME(t *testing.T) {
 	documented := readmeDefaults(t)
 	loaded := load(t)
@@ -108,6 +116,13 @@ func TestDefaults_MatchTheREADME(t *testing.T) {
 		switch {
 		case doc == "" || doc == "—":
 			require.True(t, f.IsZero(), "%s: the README shows no default, Defaults has %v", name, f.Interface())
+		case perProcess.MatchString(doc):
+			m := perProcess.FindStringSubmatch(doc)
+			read, ok := perProcessDefaults[name]
+			require.True(t, ok, "%s: the README shows a default per process, but config has none", name)
+			require.True(t, f.IsZero(), "%s: unset, each process takes its own default", name)
+			require.Equal(t, m[1], read(defaults, config.ProcessAPI), "%s of the api", name)
+			require.Equal(t, m[2], read(defaults, config.ProcessWorker), "%s of the worker", name)
 		case strings.Contains(doc, "<NAMESPACE>"):
 			require.True(t, f.IsZero(), "%s: derived by Load, so empty in Defaults", name)
 			want := strings.ReplaceAll(doc, "<NAMESPACE>", defaults.Namespace)

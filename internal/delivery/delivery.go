@@ -20,9 +20,11 @@ import (
 	"time"
 
 	"github.com/lullhq/lull/internal/backoff"
+	"github.com/lullhq/lull/internal/batch"
 	"github.com/lullhq/lull/internal/jsonenc"
 	"github.com/lullhq/lull/internal/sink"
 	"github.com/lullhq/lull/internal/store"
+	"github.com/lullhq/lull/internal/tracectx"
 	"github.com/lullhq/lull/internal/valutil"
 )
 
@@ -35,6 +37,46 @@ type Options struct {
 	Retry       backoff.Policy // wait between failed attempts (RETRY_BACKOFF_MIN, RETRY_BACKOFF_MAX)
 	MaxAttempts int            // attempts before a batch is dead-lettered (MAX_ATTEMPTS)
 	Logger      *slog.Logger   // default slog.Default()
+	Observer    Observer       // hears every sink's deliveries; nil hears nothing
+}
+
+// Observer hears each sink's part of every delivery attempt (metrics.Worker
+// is one). Its methods are called on the delivering goroutines: they must
+// be quick.
+type Observer interface {
+	// SinkCalled: one delivery of a batch to sink ended, successful or
+	// not, took after it began.
+	SinkCalled(sink string, took time.Duration)
+	// SinkDone: sink's result in one attempt, one of Results.
+	SinkDone(sink, result string)
+}
+
+// The results a sink's part of an attempt has.
+const (
+	ResultOK    = "ok"    // the sink has the batch
+	ResultRetry = "retry" // the sink failed; the batch is retried (here, or by another worker)
+	ResultDead  = "dead"  // the sink failed and the batch is dead-lettered
+)
+
+// Results lists every result Observer.SinkDone hears.
+var Results = []string{ResultOK, ResultRetry, ResultDead}
+
+type noObserver struct{}
+
+func (noObserver) SinkCalled(string, time.Duration) {}
+func (noObserver) SinkDone(string, string)          {}
+
+// timedSink tells the Observer how long each of its sink's deliveries took.
+type timedSink struct {
+	sink.Sink
+	obs Observer
+}
+
+func (t timedSink) Deliver(ctx context.Context, b batch.Batch, body []byte) error {
+	start := time.Now()
+	err := t.Sink.Deliver(ctx, b, body)
+	t.obs.SinkCalled(t.Name(), time.Since(start))
+	return err
 }
 
 func (o Options) mustValidate() {
@@ -63,6 +105,14 @@ type Deliverer struct {
 func New(opts Options) *Deliverer {
 	opts.mustValidate()
 	opts.Logger = valutil.ValOrDefault(opts.Logger, slog.Default())
+	if opts.Observer != nil {
+		timed := make([]sink.Sink, len(opts.Sinks))
+		for i, s := range opts.Sinks {
+			timed[i] = timedSink{Sink: s, obs: opts.Observer}
+		}
+		opts.Sinks = timed
+	}
+	opts.Observer = valutil.ValOrDefault[Observer](opts.Observer, noObserver{})
 	return &Deliverer{opts: opts, sem: make(chan struct{}, opts.Concurrency), running: map[string]struct{}{}}
 }
 
@@ -139,6 +189,9 @@ func (d *Deliverer) finished(id string) {
 // between them; losing it cancels the attempt under way.
 func (d *Deliverer) run(ctx context.Context, c *store.Claim, leave func()) {
 	log := d.opts.Logger.With("conversation", c.Key, "batch_id", c.ID())
+	if id := tracectx.TraceID(c.Batch.Traceparent()); id != "" {
+		log = log.With("trace_id", id)
+	}
 	// I/O outlives ctx: a shutdown lets the attempt under way finish.
 	held, lose := context.WithCancelCause(context.WithoutCancel(ctx))
 	keeping, stopKeeping := context.WithCancel(held)
@@ -168,7 +221,9 @@ func (d *Deliverer) run(ctx context.Context, c *store.Claim, leave func()) {
 	}
 	done := map[string]bool{} // sinks that have the batch
 	for failures := 0; ; {
+		pending := d.pendingSinks(done)
 		err := d.attempt(held, c, done, log)
+		d.observe(pending, done, d.givesUp(err, c))
 		switch {
 		case err == nil:
 			return
@@ -180,7 +235,7 @@ func (d *Deliverer) run(ctx context.Context, c *store.Claim, leave func()) {
 			leave() // as in ended
 			release()
 			return
-		case sink.IsPermanent(err) || c.Batch.Attempt >= d.opts.MaxAttempts:
+		case d.givesUp(err, c):
 			d.giveUp(held, c, err, log)
 			return
 		}
@@ -208,6 +263,43 @@ func (d *Deliverer) run(ctx context.Context, c *store.Claim, leave func()) {
 		if _, err := c.NextAttempt(ctx); err != nil {
 			d.ended(c, err, log, leave, release)
 			return
+		}
+	}
+}
+
+// givesUp reports whether an attempt that failed with err dead-letters c:
+// a permanent failure, or the last attempt. A batch lost to another worker
+// or to a Redis outage longer than the lease is delivered again instead.
+func (d *Deliverer) givesUp(err error, c *store.Claim) bool {
+	switch {
+	case err == nil, errors.Is(err, store.ErrLost), errors.Is(err, store.ErrLeaseRunOut):
+		return false
+	}
+	return sink.IsPermanent(err) || c.Batch.Attempt >= d.opts.MaxAttempts
+}
+
+// pendingSinks is the names of the sinks not yet in done.
+func (d *Deliverer) pendingSinks(done map[string]bool) []string {
+	var out []string
+	for _, s := range d.opts.Sinks {
+		if !done[s.Name()] {
+			out = append(out, s.Name())
+		}
+	}
+	return out
+}
+
+// observe tells the Observer each pending sink's result in the attempt
+// that just ended: ok once done has it, else retry or (dead) dead.
+func (d *Deliverer) observe(pending []string, done map[string]bool, dead bool) {
+	for _, name := range pending {
+		switch {
+		case done[name]:
+			d.opts.Observer.SinkDone(name, ResultOK)
+		case dead:
+			d.opts.Observer.SinkDone(name, ResultDead)
+		default:
+			d.opts.Observer.SinkDone(name, ResultRetry)
 		}
 	}
 }

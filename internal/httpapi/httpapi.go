@@ -17,6 +17,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/google/uuid"
 
+	"github.com/lullhq/lull/internal/console"
 	"github.com/lullhq/lull/internal/ingest"
 	"github.com/lullhq/lull/internal/jsonenc"
 	"github.com/lullhq/lull/internal/store"
@@ -66,6 +67,17 @@ type Options struct {
 	// The admin endpoints exist only when both are set.
 	AdminToken string
 	Admin      Admin
+	// The bot-facing /v1 API exists only when both are set (API_TOKEN).
+	APIToken      string
+	Conversations Conversations
+
+	// Console is the operators' console at /console (nil: none; it is
+	// nil without ADMIN_TOKEN).
+	Console *console.Console
+
+	// Metrics counts the webhook requests and the messages accepted. Nil
+	// counts nothing.
+	Metrics Metrics
 
 	// PublishFailureLog aggregates the "publish failed" line: a broker
 	// that refuses everything, with senders retrying, would otherwise log
@@ -106,6 +118,7 @@ const (
 func New(opts Options) *Server {
 	opts.mustValidate()
 	opts.Logger = valutil.ValOrDefault(opts.Logger, slog.Default())
+	opts.Metrics = valutil.ValOrDefault[Metrics](opts.Metrics, noMetrics{})
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -129,10 +142,12 @@ func New(opts Options) *Server {
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	app.Get("/readyz", h.ready)
 	if !opts.DisableGeneric {
-		app.Post("/webhook", h.webhookToken, h.generic)
+		app.Post("/webhook", h.counted(sourceGeneric), h.webhookToken, h.generic)
 	}
 	h.providers(app)
 	h.admin(app)
+	h.conversations(app)
+	opts.Console.Register(app)
 	return srv
 }
 
@@ -205,6 +220,7 @@ func (h *handlers) accept(c *fiber.Ctx, env ingest.Envelope) error {
 	if err := h.publish(c.UserContext(), envs); err != nil {
 		return err
 	}
+	h.opts.Metrics.MessagesAccepted(sourceGeneric, len(envs))
 	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{
 		"status":     "accepted",
 		"unique_id":  env.Key,
@@ -381,6 +397,10 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 			status, body = fiber.StatusUnsupportedMediaType, fiber.Map{"error": err.Error()}
 		case errors.Is(err, errUnauthorized):
 			status, body = fiber.StatusUnauthorized, fiber.Map{"error": err.Error()}
+		case errors.Is(err, store.ErrUnknown):
+			status, body = fiber.StatusNotFound, fiber.Map{"error": "lull holds nothing of it"}
+		case errors.Is(err, store.ErrConflict):
+			status, body = fiber.StatusConflict, fiber.Map{"error": err.Error()}
 		case errors.Is(err, store.ErrNotFound):
 			status, body = fiber.StatusNotFound, fiber.Map{"error": "no such dead letter"}
 		case errors.Is(err, store.ErrBusy):

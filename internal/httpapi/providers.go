@@ -92,11 +92,11 @@ func (h *handlers) providers(app *fiber.App) {
 		log.Info("/webhook/twilio is disabled (TWILIO_AUTH_TOKEN unset): it answers 503")
 	}
 
-	app.Get("/webhook/whatsapp", p.whatsappVerify)
-	app.Post("/webhook/whatsapp", p.whatsapp)
-	app.Post("/webhook/evolution", p.evolution)
-	app.Post("/webhook/evolution/*", p.evolution) // byEvents: /messages-upsert, /presence-update, …
-	app.Post("/webhook/twilio", p.twilio)
+	app.Get("/webhook/whatsapp", h.counted(whatsapp.Source), p.whatsappVerify)
+	app.Post("/webhook/whatsapp", h.counted(whatsapp.Source), p.whatsapp)
+	app.Post("/webhook/evolution", h.counted(evolution.Source), p.evolution)
+	app.Post("/webhook/evolution/*", h.counted(evolution.Source), p.evolution) // byEvents: /messages-upsert, /presence-update, …
+	app.Post("/webhook/twilio", h.counted(twilio.Source), p.twilio)
 }
 
 // whatsappVerify answers Meta's subscription handshake with the challenge,
@@ -238,6 +238,7 @@ func (p *providerRoutes) publish(c *fiber.Ctx, source string, res provider.Resul
 	if err := p.h.publish(c.UserContext(), res.Envelopes); err != nil {
 		return err
 	}
+	p.h.opts.Metrics.MessagesAccepted(source, len(res.Envelopes))
 	if len(res.Envelopes) > 0 && log.Enabled(c.UserContext(), slog.LevelDebug) {
 		log.Debug("webhook accepted", "source", source, "envelopes", len(res.Envelopes))
 	}

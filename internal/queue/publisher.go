@@ -72,7 +72,47 @@ type PublisherOptions struct {
 	// load balancer took out of rotation) must still find out that the
 	// broker is back, or that it stopped answering. Default 2s.
 	ProbeInterval time.Duration
+	// Observer hears the outcome of every Publish. Nil hears nothing.
+	Observer PublishObserver
 }
+
+// PublishObserver hears the outcome of every Publish (metrics.API is one).
+// Its methods are called on the publishing goroutine: they must be quick.
+type PublishObserver interface {
+	// PublishConfirmed: the broker confirmed the message, took after
+	// Publish was called.
+	PublishConfirmed(took time.Duration)
+	// PublishFailed: the message was not confirmed, for reason, one of
+	// FailureReasons.
+	PublishFailed(reason string)
+}
+
+// Why a Publish failed, as PublishObserver.PublishFailed hears it.
+const (
+	FailClosed         = "closed"          // after Close
+	FailNotConnected   = "not_connected"   // no connection to the broker
+	FailBlocked        = "blocked"         // the broker blocks the connection (a resource alarm)
+	FailConnectionLost = "connection_lost" // while waiting for a channel
+	FailTimeout        = "timeout"         // no confirm (or channel) within ConfirmTimeout or the caller's deadline
+	FailCanceled       = "canceled"        // the caller's context was cancelled
+	FailSend           = "send"            // the channel refused the publish
+	FailNacked         = "nacked"          // the broker nacked it
+	FailChannelClosed  = "channel_closed"  // the channel closed before the confirm
+	FailUnroutable     = "unroutable"      // no queue bound to the target
+	FailInvalid        = "invalid"         // the message has no MessageId
+)
+
+// FailureReasons lists every reason PublishFailed hears.
+var FailureReasons = []string{
+	FailClosed, FailNotConnected, FailBlocked, FailConnectionLost, FailTimeout, FailCanceled,
+	FailSend, FailNacked, FailChannelClosed, FailUnroutable, FailInvalid,
+}
+
+// noObserver is the Observer of a Publisher given none.
+type noObserver struct{}
+
+func (noObserver) PublishConfirmed(time.Duration) {}
+func (noObserver) PublishFailed(string)           {}
 
 // validate reports the options NewPublisher refuses.
 func (o *PublisherOptions) validate() error {
@@ -106,6 +146,7 @@ func (o *PublisherOptions) setDefaults(ns string) {
 		o.Name = "lull-publisher-" + ns
 	}
 	o.ProbeInterval = valutil.ValOrDefault(o.ProbeInterval, defaultProbeInterval)
+	o.Observer = valutil.ValOrDefault[PublishObserver](o.Observer, noObserver{})
 }
 
 // target describes where the publisher sends, for errors.
@@ -232,14 +273,27 @@ func (p *Publisher) Publish(ctx context.Context, messageID string, body []byte) 
 // message the broker returns as unroutable is told apart. An unroutable
 // message wraps ErrUnroutable and ErrUnavailable.
 func (p *Publisher) PublishMessage(ctx context.Context, msg amqp.Publishing) error {
+	start := time.Now()
+	failure, err := p.publish(ctx, msg)
+	if err == nil {
+		p.opts.Observer.PublishConfirmed(time.Since(start))
+	} else {
+		p.opts.Observer.PublishFailed(failure)
+	}
+	return err
+}
+
+// publish is PublishMessage; a failure comes with its reason, one of
+// FailureReasons.
+func (p *Publisher) publish(ctx context.Context, msg amqp.Publishing) (failure string, _ error) {
 	messageID := msg.MessageId
 	if messageID == "" {
-		return errors.New("publish: message has no MessageId")
+		return FailInvalid, errors.New("publish: message has no MessageId")
 	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return ErrClosed
+		return FailClosed, ErrClosed
 	}
 	s, lastErr := p.sess, p.lastErr
 	p.inflight.Add(1)
@@ -248,16 +302,16 @@ func (p *Publisher) PublishMessage(ctx context.Context, msg amqp.Publishing) err
 
 	if s == nil {
 		if lastErr != nil {
-			return fmt.Errorf("publish %s: not connected (last error: %v): %w", messageID, lastErr, ErrUnavailable)
+			return FailNotConnected, fmt.Errorf("publish %s: not connected (last error: %v): %w", messageID, lastErr, ErrUnavailable)
 		}
-		return fmt.Errorf("publish %s: not connected: %w", messageID, ErrUnavailable)
+		return FailNotConnected, fmt.Errorf("publish %s: not connected: %w", messageID, ErrUnavailable)
 	}
 	// A blocked connection is not read by the broker until the alarm
 	// clears: refuse now rather than let the caller wait ConfirmTimeout
 	// for a confirm that cannot come.
 	reason, blocked := s.blockState()
 	if reason != "" {
-		return blockedErr(messageID, reason)
+		return FailBlocked, blockedErr(messageID, reason)
 	}
 	tctx, cancel := context.WithTimeout(ctx, p.opts.ConfirmTimeout)
 	defer cancel()
@@ -266,20 +320,20 @@ func (p *Publisher) PublishMessage(ctx context.Context, msg amqp.Publishing) err
 	select {
 	case pc = <-s.pool:
 	case <-s.dead:
-		return fmt.Errorf("publish %s: connection lost: %w", messageID, ErrUnavailable)
+		return FailConnectionLost, fmt.Errorf("publish %s: connection lost: %w", messageID, ErrUnavailable)
 	case <-blocked:
-		return blockedErr(messageID, s.blockReason())
+		return FailBlocked, blockedErr(messageID, s.blockReason())
 	case <-tctx.Done():
-		return p.timeoutErr(ctx, messageID, "waiting for a channel")
+		return timeoutFailure(ctx), p.timeoutErr(ctx, messageID, "waiting for a channel")
 	}
 	sent := time.Now()
 	dc, err := pc.ch.PublishWithDeferredConfirmWithContext(tctx, p.opts.Exchange, p.opts.RoutingKey, true, false, msg)
 	s.pool <- pc // never blocks: the pool has room for every channel
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("publish %s: %w", messageID, ctx.Err())
+			return timeoutFailure(ctx), fmt.Errorf("publish %s: %w", messageID, ctx.Err())
 		}
-		return fmt.Errorf("publish %s: %w: %w", messageID, ErrUnavailable, err)
+		return FailSend, fmt.Errorf("publish %s: %w: %w", messageID, ErrUnavailable, err)
 	}
 	select {
 	case <-dc.Done():
@@ -288,10 +342,10 @@ func (p *Publisher) PublishMessage(ctx context.Context, msg amqp.Publishing) err
 		// once the alarm clears, and the sender's retry is deduplicated by
 		// message id, so answering now loses nothing.
 		p.settleLater(s, pc, dc, messageID, sent)
-		return blockedErr(messageID, s.blockReason())
+		return FailBlocked, blockedErr(messageID, s.blockReason())
 	case <-tctx.Done():
 		p.settleLater(s, pc, dc, messageID, sent)
-		return p.timeoutErr(ctx, messageID, "waiting for confirm")
+		return timeoutFailure(ctx), p.timeoutErr(ctx, messageID, "waiting for confirm")
 	}
 	acked := dc.Acked()
 	if !acked {
@@ -305,18 +359,27 @@ func (p *Publisher) PublishMessage(ctx context.Context, msg amqp.Publishing) err
 		// amqp091-go resolves pending confirms as nacks when the channel
 		// closes, so look at the channel to tell the two apart.
 		if pc.ch.IsClosed() {
-			return fmt.Errorf("publish %s: channel closed before confirm: %w", messageID, ErrUnavailable)
+			return FailChannelClosed, fmt.Errorf("publish %s: channel closed before confirm: %w", messageID, ErrUnavailable)
 		}
-		return fmt.Errorf("publish %s: nacked by broker: %w", messageID, ErrUnavailable)
+		return FailNacked, fmt.Errorf("publish %s: nacked by broker: %w", messageID, ErrUnavailable)
 	}
 	if pc.takeReturned(messageID) {
 		select {
 		case p.redeclare <- struct{}{}:
 		default:
 		}
-		return fmt.Errorf("publish %s: %s: %w: %w", messageID, p.opts.target(), ErrUnroutable, ErrUnavailable)
+		return FailUnroutable, fmt.Errorf("publish %s: %s: %w: %w", messageID, p.opts.target(), ErrUnroutable, ErrUnavailable)
 	}
-	return nil
+	return "", nil
+}
+
+// timeoutFailure is the reason of a publish whose wait ended: the caller
+// cancelled it, or a deadline passed.
+func timeoutFailure(ctx context.Context) string {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return FailCanceled
+	}
+	return FailTimeout
 }
 
 func blockedErr(messageID, reason string) error {

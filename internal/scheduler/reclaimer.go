@@ -55,6 +55,7 @@ func (r *Reclaimer) Scan(ctx context.Context) error {
 			if !ok {
 				continue
 			}
+			r.opts.Observer.Reclaimed(c)
 			// Read before deliver: the delivery owns c from then on.
 			key, id, attempts := c.Key, c.ID(), c.Batch.Attempt
 			// deliver refuses a batch this worker still delivers (its lease

@@ -45,7 +45,23 @@ type Options struct {
 	Interval time.Duration
 	Limit    int          // entries taken per shard and scan (default DefaultLimit)
 	Logger   *slog.Logger // default slog.Default()
+	Observer Observer     // hears every claim; nil hears nothing
 }
+
+// Observer hears the claims (metrics.Worker is one). Its methods are called
+// on the scan's goroutine, before the claim is handed to delivery: they
+// must be quick, and must not keep c.
+type Observer interface {
+	// Flushed: the Scheduler claimed c for its deadline.
+	Flushed(c *store.Claim)
+	// Reclaimed: the Reclaimer took c over after its lease expired.
+	Reclaimed(c *store.Claim)
+}
+
+type noObserver struct{}
+
+func (noObserver) Flushed(*store.Claim)   {}
+func (noObserver) Reclaimed(*store.Claim) {}
 
 func (o Options) mustValidate(what string) Options {
 	if o.Owner == "" || o.Interval <= 0 {
@@ -53,6 +69,7 @@ func (o Options) mustValidate(what string) Options {
 	}
 	o.Limit = valutil.ValOrDefault(o.Limit, DefaultLimit)
 	o.Logger = valutil.ValOrDefault(o.Logger, slog.Default())
+	o.Observer = valutil.ValOrDefault[Observer](o.Observer, noObserver{})
 	return o
 }
 
@@ -162,6 +179,7 @@ func (s *Scheduler) Scan(ctx context.Context) (next time.Time, more bool, err er
 			s.opts.Logger.Warn("flush failed", "conversation", convs[i], "err", f.Err)
 			err = f.Err
 		case f.Result == "":
+			s.opts.Observer.Flushed(f.Claim)
 			s.deliver(ctx, f.Claim)
 		}
 	}
