@@ -4,12 +4,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/redis/rueidis"
@@ -95,6 +97,8 @@ func run() int {
 		Limits:              ingest.Limits{MetadataBytes: cfg.MetadataMaxBytes, MessageBytes: cfg.MaxBatchBytes},
 		AdminToken:          cfg.AdminToken,
 		Admin:               dead,
+		APIToken:            cfg.APIToken,
+		Conversations:       dead,
 		Metrics:             apiMetrics,
 		Console: console.New(console.Options{
 			Token: cfg.AdminToken, Store: dead.buf.Load, Namespace: cfg.Namespace, Logger: log,
@@ -180,4 +184,46 @@ func (d *adminStore) FlushNow(ctx context.Context, key string) (store.Reschedule
 		return b.FlushNow(ctx, key)
 	}
 	return store.Rescheduled{}, errNoRedis
+}
+
+func (d *adminStore) ConversationStatus(ctx context.Context, key string) (store.Status, error) {
+	if b := d.buf.Load(); b != nil {
+		return b.ConversationStatus(ctx, key)
+	}
+	return store.Status{}, errNoRedis
+}
+
+func (d *adminStore) Cancel(ctx context.Context, key string) ([]json.RawMessage, error) {
+	if b := d.buf.Load(); b != nil {
+		return b.Cancel(ctx, key)
+	}
+	return nil, errNoRedis
+}
+
+func (d *adminStore) Pause(ctx context.Context, key string, dur time.Duration) (store.Paused, error) {
+	if b := d.buf.Load(); b != nil {
+		return b.Pause(ctx, key, dur)
+	}
+	return store.Paused{}, errNoRedis
+}
+
+func (d *adminStore) Resume(ctx context.Context, key string) (store.Paused, error) {
+	if b := d.buf.Load(); b != nil {
+		return b.Resume(ctx, key)
+	}
+	return store.Paused{}, errNoRedis
+}
+
+func (d *adminStore) BatchState(ctx context.Context, id string) (store.BatchStatus, error) {
+	if b := d.buf.Load(); b != nil {
+		return b.BatchState(ctx, id)
+	}
+	return store.BatchStatus{}, errNoRedis
+}
+
+func (d *adminStore) Discard(ctx context.Context, id string) (store.Discarded, error) {
+	if b := d.buf.Load(); b != nil {
+		return b.Discard(ctx, id)
+	}
+	return store.Discarded{}, errNoRedis
 }

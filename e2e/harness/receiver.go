@@ -28,6 +28,11 @@ type ReceiverOptions struct {
 	// receiver doing real work would (a sender that goes away meanwhile
 	// still counts as delivered: the receiver took the batch).
 	Latency time.Duration
+	// Decide, when set, answers each well-formed batch in place of the
+	// receiver's own rules: the status and headers to answer with (a
+	// status 0 falls back to the rules). It runs before the answer, as a
+	// bot holding the request would (it may post messages, ask lull).
+	Decide func(b batch.Batch) (status int, header http.Header)
 }
 
 // StatusDropped records a request whose connection the receiver closed
@@ -133,6 +138,15 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	default:
 		d.Status = http.StatusOK
 	}
+	decide := r.opts.Decide
+	r.mu.Unlock()
+	var answerHeader http.Header
+	if decide != nil && problem == "" {
+		if status, h := decide(d.Batch); status != 0 {
+			d.Status, answerHeader = status, h
+		}
+	}
+	r.mu.Lock()
 	r.reqs = append(r.reqs, d)
 	r.mu.Unlock()
 
@@ -157,6 +171,11 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
+	}
+	for k, vs := range answerHeader {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
 	}
 	w.WriteHeader(d.Status)
 }

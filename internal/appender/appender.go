@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -358,7 +359,7 @@ func (a *Appender) appendRound(ctx context.Context, pending []pendingJob, round 
 	for n, i := range round {
 		p := &pending[i]
 		jobs[n] = store.AppendJob{Key: p.env.Key, ID: p.env.Message.ID, Message: p.body, FlushNow: p.env.FlushNow,
-			ReceivedAt: batch.ParseMillis(p.env.Message.ReceivedAt)}
+			ReceivedAt: batch.ParseMillis(p.env.Message.ReceivedAt), Media: uncaptioned(p.env.Message), Cancel: p.env.Cancel}
 	}
 	// The call under way outlives a stop (the store bounds it by
 	// REDIS_TIMEOUT): messages being appended are finished and acked, not
@@ -366,7 +367,22 @@ func (a *Appender) appendRound(ctx context.Context, pending []pendingJob, round 
 	start := time.Now()
 	res, errs := a.buf.AppendMany(context.WithoutCancel(ctx), jobs)
 	a.observeRound(res, errs, time.Since(start))
+	for n, r := range res {
+		if errs[n] == nil && r.Dropped > 0 {
+			a.log.Info("cancel word: the buffer was dropped", "conversation", jobs[n].Key, "message_id", jobs[n].ID, "dropped", r.Dropped)
+		}
+	}
 	return errs
+}
+
+// uncaptioned reports a media message without words, which waits for the
+// words that usually follow (QUIET_WINDOW_MEDIA).
+func uncaptioned(m batch.Message) bool {
+	switch m.Type {
+	case batch.TypeImage, batch.TypeAudio, batch.TypeVideo, batch.TypeDocument, batch.TypeSticker:
+		return strings.TrimSpace(m.Text) == ""
+	}
+	return false
 }
 
 // observeRound tells the Observer what one round trip did.

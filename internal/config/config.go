@@ -97,6 +97,26 @@ type Config struct {
 	TwilioAuthToken         string   `env:"TWILIO_AUTH_TOKEN"`
 	PublicURL               string   `env:"PUBLIC_URL"`
 
+	// Conversation control (the README's "/v1" and "Windows that fit the
+	// conversation").
+	APIToken      string        `env:"API_TOKEN"`
+	DiscardWindow time.Duration `env:"DISCARD_WINDOW"`
+	// Per source, overriding QUIET_WINDOW and MAX_WAIT when set.
+	QuietWindowGeneric   time.Duration `env:"QUIET_WINDOW_GENERIC"`
+	QuietWindowWhatsApp  time.Duration `env:"QUIET_WINDOW_WHATSAPP"`
+	QuietWindowEvolution time.Duration `env:"QUIET_WINDOW_EVOLUTION"`
+	QuietWindowTwilio    time.Duration `env:"QUIET_WINDOW_TWILIO"`
+	MaxWaitGeneric       time.Duration `env:"MAX_WAIT_GENERIC"`
+	MaxWaitWhatsApp      time.Duration `env:"MAX_WAIT_WHATSAPP"`
+	MaxWaitEvolution     time.Duration `env:"MAX_WAIT_EVOLUTION"`
+	MaxWaitTwilio        time.Duration `env:"MAX_WAIT_TWILIO"`
+	QuietWindowMedia     time.Duration `env:"QUIET_WINDOW_MEDIA"`
+	QuietWindowMode      string        `env:"QUIET_WINDOW_MODE"`
+	QuietWindowMin       time.Duration `env:"QUIET_WINDOW_MIN"`
+	QuietWindowK         float64       `env:"QUIET_WINDOW_K"`
+	FlushWords           []string      `env:"FLUSH_WORDS" envSeparator:","`
+	CancelWords          []string      `env:"CANCEL_WORDS" envSeparator:","`
+
 	// Sinks beyond log and http.
 	BatchExchange string `env:"BATCH_EXCHANGE"`
 	BatchQueue    string `env:"BATCH_QUEUE"`
@@ -164,6 +184,12 @@ func Defaults() Config {
 		MetricsAddrDefault: PerProcess{API: ":9090", Worker: ":9091"},
 
 		ImmediateFlush: []string{ingest.RuleCommand, ingest.RuleInteractive},
+
+		DiscardWindow:    time.Hour,
+		QuietWindowMedia: 30 * time.Second,
+		QuietWindowMode:  WindowFixed,
+		QuietWindowMin:   2 * time.Second,
+		QuietWindowK:     4,
 
 		CeleryQueue: "celery",
 		CeleryTask:  "lull.process_batch",
@@ -310,6 +336,7 @@ func (c Config) Validate() error {
 	if _, err := c.FlushRules(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.checkConversationControl()...)
 	if c.EvolutionHeader != "" {
 		if _, _, err := evolution.ParseHeader(c.EvolutionHeader); err != nil {
 			bad("EVOLUTION_HEADER", "%v", err)
@@ -361,7 +388,7 @@ func (c Config) Validate() error {
 		bad("DEAD_LETTER_MAX", "%d must be positive", c.DeadLetterMax)
 	}
 	for _, tok := range []struct{ name, value string }{
-		{"ADMIN_TOKEN", c.AdminToken}, {"WEBHOOK_TOKEN", c.WebhookToken},
+		{"ADMIN_TOKEN", c.AdminToken}, {"WEBHOOK_TOKEN", c.WebhookToken}, {"API_TOKEN", c.APIToken},
 	} {
 		if err := checkToken(tok.value); err != nil {
 			bad(tok.name, "%v", err)
@@ -473,7 +500,7 @@ func (c Config) FlushRules() (ingest.RuleSet, error) {
 	if err != nil {
 		return ingest.RuleSet{}, fmt.Errorf("config: IMMEDIATE_FLUSH: %w", err)
 	}
-	rs := ingest.RuleSet{Default: def, BySource: map[string]ingest.Rules{}}
+	rs := ingest.RuleSet{Default: def, BySource: map[string]ingest.Rules{}, Words: ingest.NewWords(c.FlushWords, c.CancelWords)}
 	for _, o := range []struct {
 		name, source string
 		rules        []string

@@ -151,6 +151,10 @@ func requireValue(t *testing.T, name, doc string, value any) {
 		d, err := time.ParseDuration(doc)
 		require.NoError(t, err, name)
 		require.Equal(t, d, v, name)
+	case float64:
+		f, err := strconv.ParseFloat(doc, 64)
+		require.NoError(t, err, name)
+		require.Equal(t, f, v, name)
 	case []string:
 		require.Equal(t, strings.Split(doc, ","), v, name)
 	default:

@@ -9,7 +9,7 @@ import (
 // StoreOptions are the buffering rules of c, for store.New: the api, the
 // worker and the dlq tool build their store from them.
 func (c Config) StoreOptions(log *slog.Logger) store.Options {
-	return store.Options{
+	o := store.Options{
 		QuietWindow:   c.QuietWindow,
 		MaxWait:       c.MaxWait,
 		MaxMessages:   c.MaxBatchMessages,
@@ -22,4 +22,6 @@ func (c Config) StoreOptions(log *slog.Logger) store.Options {
 		RedisTimeout:  c.RedisTimeout,
 		Logger:        log,
 	}
+	c.windowOptions(&o)
+	return o
 }

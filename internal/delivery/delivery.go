@@ -56,10 +56,13 @@ const (
 	ResultOK    = "ok"    // the sink has the batch
 	ResultRetry = "retry" // the sink failed; the batch is retried (here, or by another worker)
 	ResultDead  = "dead"  // the sink failed and the batch is dead-lettered
+	// ResultDiscarded: the sink's receiver discarded the batch as stale
+	// (409 + X-Lull-Discard); its messages go to the conversation's next batch.
+	ResultDiscarded = "discarded"
 )
 
 // Results lists every result Observer.SinkDone hears.
-var Results = []string{ResultOK, ResultRetry, ResultDead}
+var Results = []string{ResultOK, ResultRetry, ResultDead, ResultDiscarded}
 
 type noObserver struct{}
 
@@ -223,9 +226,12 @@ func (d *Deliverer) run(ctx context.Context, c *store.Claim, leave func()) {
 	for failures := 0; ; {
 		pending := d.pendingSinks(done)
 		err := d.attempt(held, c, done, log)
-		d.observe(pending, done, d.givesUp(err, c))
+		d.observe(pending, done, d.failedAs(err, c))
 		switch {
 		case err == nil:
+			return
+		case sink.IsDiscard(err):
+			d.discard(held, c, err, log)
 			return
 		case errors.Is(err, store.ErrLost):
 			log.Info("batch taken over by another worker", "err", err)
@@ -290,17 +296,41 @@ func (d *Deliverer) pendingSinks(done map[string]bool) []string {
 }
 
 // observe tells the Observer each pending sink's result in the attempt
-// that just ended: ok once done has it, else retry or (dead) dead.
-func (d *Deliverer) observe(pending []string, done map[string]bool, dead bool) {
+// that just ended: ok once done has it, else failed.
+func (d *Deliverer) observe(pending []string, done map[string]bool, failed string) {
 	for _, name := range pending {
-		switch {
-		case done[name]:
+		if done[name] {
 			d.opts.Observer.SinkDone(name, ResultOK)
-		case dead:
-			d.opts.Observer.SinkDone(name, ResultDead)
-		default:
-			d.opts.Observer.SinkDone(name, ResultRetry)
+		} else {
+			d.opts.Observer.SinkDone(name, failed)
 		}
+	}
+}
+
+// failedAs is the result of the sinks that failed an attempt with err.
+func (d *Deliverer) failedAs(err error, c *store.Claim) string {
+	switch {
+	case sink.IsDiscard(err):
+		return ResultDiscarded
+	case d.givesUp(err, c):
+		return ResultDead
+	}
+	return ResultRetry
+}
+
+// discard ends c as its receiver asked: the batch is stale, its messages go
+// back in front of the conversation's buffer for the next batch (which
+// names c in replaces).
+func (d *Deliverer) discard(ctx context.Context, c *store.Claim, why error, log *slog.Logger) {
+	res, err := c.Discard(ctx)
+	switch {
+	case err == nil:
+		log.Info("batch discarded by its receiver as stale; its messages go to the conversation's next batch",
+			"messages", res.Messages, "attempt", c.Batch.Attempt, "err", why)
+	case errors.Is(err, store.ErrLost):
+		log.Info("batch taken over by another worker before its discard", "err", err)
+	default:
+		log.Warn("discard failed; the lease will expire and the batch is delivered again", "err", err)
 	}
 }
 
