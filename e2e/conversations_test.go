@@ -267,8 +267,7 @@ func TestExampleBot_DiscardsStaleBatches(t *testing.T) {
 	opts.Env["CALLBACK_URL"] = "http://" + addr + "/batches"
 	opts.Env["CALLBACK_TIMEOUT"], opts.Env["LEASE"] = "10s", "30s" // the bot holds each delivery while it thinks
 	d := harness.Setup(t, opts)
-	var logs bytes.Buffer
-	mu := &lockedWriter{w: &logs}
+	mu := &testenv.LogBuffer{}
 	bot := exec.Command(bin)
 	bot.Env = []string{"LISTEN=" + addr, "LULL_URL=http://" + d.Addr, "API_TOKEN=" + apiToken, "THINK=2s"}
 	bot.Stdout, bot.Stderr = mu, mu
@@ -284,24 +283,6 @@ func TestExampleBot_DiscardsStaleBatches(t *testing.T) {
 		20*time.Second, 50*time.Millisecond, "bot output:\n%s", mu)
 	require.Contains(t, mu.String(), "stale (1 newer messages): discarding my answer")
 	require.Equal(t, 1, strings.Count(mu.String(), "answering"), "one answer, to the whole burst")
-}
-
-// lockedWriter collects a process's output for the test to read.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.String()
 }
 
 // Under load, receivers discard a share of held batches (409 +

@@ -8,7 +8,6 @@ package console
 import (
 	"errors"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -140,7 +139,7 @@ func (cn *Console) overview(c *fiber.Ctx) error {
 	}
 	out := overviewReply{Overview: ov, Limit: cn.opts.Limit, Buffering: make([]bufferingView, len(ov.Buffering))}
 	for i, b := range ov.Buffering {
-		out.Buffering[i] = bufferingView{Buffering: b, Source: sourceOf(b.Key)}
+		out.Buffering[i] = bufferingView{Buffering: b, Source: ingest.SourceOf(b.Key)}
 	}
 	t, err := st.Totals(c.UserContext())
 	if err != nil {
@@ -148,17 +147,6 @@ func (cn *Console) overview(c *fiber.Ctx) error {
 	}
 	out.Totals = totals(t)
 	return c.JSON(out)
-}
-
-// sourceOf names the source of a conversation from its key space: a
-// provider conversation's key is "<source>:…", any other is generic.
-func sourceOf(key string) string {
-	for _, s := range ingest.ProviderSources {
-		if p, ok := strings.CutPrefix(strings.ToLower(key), s+":"); ok && p != "" {
-			return s
-		}
-	}
-	return "generic"
 }
 
 func (cn *Console) conversation(c *fiber.Ctx) error {
@@ -174,7 +162,7 @@ func (cn *Console) conversation(c *fiber.Ctx) error {
 	if err != nil {
 		return cn.answerErr(c, err)
 	}
-	return c.JSON(fiber.Map{"conversation": conv, "source": sourceOf(key)})
+	return c.JSON(fiber.Map{"conversation": conv, "source": ingest.SourceOf(key)})
 }
 
 func (cn *Console) deadLetter(c *fiber.Ctx) error {

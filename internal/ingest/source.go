@@ -22,3 +22,12 @@ func reservedPrefix(key string) string {
 	}
 	return ""
 }
+
+// SourceOf is the source a conversation key belongs to: the provider whose
+// key space it is in ("<provider>:…"), else "generic".
+func SourceOf(key string) string {
+	if p := reservedPrefix(key); p != "" {
+		return strings.ToLower(p[:len(p)-1])
+	}
+	return "generic"
+}

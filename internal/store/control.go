@@ -12,6 +12,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/lullhq/lull/internal/batch"
+	"github.com/lullhq/lull/internal/ingest"
 	"github.com/lullhq/lull/internal/keys"
 	"github.com/lullhq/lull/lua"
 )
@@ -67,14 +68,14 @@ func (b *Store) ConversationStatus(ctx context.Context, key string) (Status, err
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return Status{}, fmt.Errorf("status %s: %w", k.Batch, err)
 	}
-	now, err := b.clock(res[3])
+	now, err := b.clockOf(res[3])
 	if err != nil {
 		return Status{}, fmt.Errorf("status: %w", err)
 	}
 	if m[0] == "" && n == 0 && inflight == "" {
 		return Status{}, fmt.Errorf("conversation %q: %w", key, ErrUnknown)
 	}
-	s := Status{Key: key, Source: SourceOf(key), Buffered: n, Deadline: -1, Paused: m[4] != "", PausedUntil: -1, Now: now}
+	s := Status{Key: key, Source: ingest.SourceOf(key), Buffered: n, Deadline: -1, Paused: m[4] != "", PausedUntil: -1, Now: now}
 	s.Generation, _ = strconv.ParseInt(m[0], 10, 64)
 	if n > 0 {
 		s.Bytes, _ = strconv.ParseInt(m[1], 10, 64)
@@ -96,40 +97,6 @@ func (b *Store) ConversationStatus(ctx context.Context, key string) (Status, err
 		s.LastBatchID = batch.ID(key, g)
 	}
 	return s, nil
-}
-
-// SourceOf is the source of a conversation key: the provider of a key
-// "<provider>:…", else "generic".
-func SourceOf(key string) string {
-	if source, _, ok := strings.Cut(key, ":"); ok {
-		for _, p := range providerSources {
-			if strings.EqualFold(source, p) {
-				return p
-			}
-		}
-	}
-	return "generic"
-}
-
-// providerSources mirrors ingest.ProviderSources (the store cannot import
-// ingest); TestSourceOf keeps them equal.
-var providerSources = []string{"whatsapp", "evolution", "twilio", "waha", "zapi", "telegram", "chatwoot"}
-
-// clock reads a TIME reply as Unix ms (the test clock when there is one).
-func (b *Store) clock(r rueidis.RedisResult) (int64, error) {
-	if b.opts.Now != nil {
-		return b.opts.Now(), nil
-	}
-	t, err := r.AsStrSlice()
-	if err != nil || len(t) != 2 {
-		return 0, fmt.Errorf("TIME: %v %v", t, err)
-	}
-	sec, err1 := strconv.ParseInt(t[0], 10, 64)
-	usec, err2 := strconv.ParseInt(t[1], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("TIME: %v", t)
-	}
-	return sec*1000 + usec/1000, nil
 }
 
 // Cancel drops what conversation key holds buffered and not yet claimed,
@@ -292,11 +259,11 @@ func (b *Store) BatchState(ctx context.Context, id string) (BatchStatus, error) 
 		b.client.B().Hmget().Key(k.Batch).Field("gen", "lens").Build(),
 		b.client.B().Zscore().Key(k.Dead).Member(id).Build(),
 		b.client.B().Llen().Key(k.Buf).Build())
-	meta, err := strs(res[0])
+	meta, err := fields(res[0])
 	if err != nil {
 		return BatchStatus{}, fmt.Errorf("batch %s: %s: %w", id, k.Meta, err)
 	}
-	flight, err := strs(res[1])
+	flight, err := fields(res[1])
 	if err != nil {
 		return BatchStatus{}, fmt.Errorf("batch %s: %s: %w", id, k.Batch, err)
 	}
@@ -332,17 +299,4 @@ func (b *Store) BatchState(ctx context.Context, id string) (BatchStatus, error) 
 		s.Current = false
 	}
 	return s, nil
-}
-
-// strs reads an HMGET reply, a missing field as "".
-func strs(r rueidis.RedisResult) ([]string, error) {
-	vals, err := r.ToArray()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, len(vals))
-	for i, v := range vals {
-		out[i], _ = v.ToString()
-	}
-	return out, nil
 }

@@ -16,10 +16,10 @@ func keepDelivered(o *store.Options) { o.KeepDelivered = time.Hour }
 
 func TestSourceOf_MatchesTheProviderKeySpaces(t *testing.T) {
 	for _, s := range ingest.ProviderSources {
-		require.Equal(t, s, store.SourceOf(ingest.ProviderKey(s, "x:y")))
+		require.Equal(t, s, ingest.SourceOf(ingest.ProviderKey(s, "x:y")))
 	}
-	require.Equal(t, "generic", store.SourceOf("5511999"))
-	require.Equal(t, "generic", store.SourceOf("shop:5511999"))
+	require.Equal(t, "generic", ingest.SourceOf("5511999"))
+	require.Equal(t, "generic", ingest.SourceOf("shop:5511999"))
 }
 
 func TestConversationStatus(t *testing.T) {
