@@ -62,7 +62,7 @@ show_hash() {
   fi
   while IFS= read -r field && IFS= read -r value; do
     case $field in
-      first_at | last_at | deadline | flushed_at | dead_at | replayed_at) echo "  $field: $(timed "$value")" ;;
+      first_at | last_at | deadline | flushed_at | dead_at | replayed_at | committed_at | paused_until | delivered_at | last_error_at) echo "  $field: $(timed "$value")" ;;
       *) echo "  $field: $value" ;;
     esac
   done < <(rcli HGETALL "$k")
@@ -94,6 +94,9 @@ show_hash "$tag:meta:$key"
 
 echo "batch     HGETALL $tag:batch:$key"
 show_hash "$tag:batch:$key"
+
+echo "last      HGETALL $tag:last:$key   (the last delivered batch, kept for a discard; only with API_TOKEN)"
+show_hash "$tag:last:$key"
 
 count=$(rcli ZCARD "$tag:seen:$key")
 echo "seen      ZRANGE $tag:seen:$key 0 -1 WITHSCORES   ($count message ids in the dedupe window; last 5)"
