@@ -2,7 +2,8 @@
 --
 -- KEYS[1] buf      <ns>:{sNN}:buf:<key>    LIST of message JSON, arrival order
 -- KEYS[2] meta     <ns>:{sNN}:meta:<key>   HASH gen, first_at, last_at, deadline, reason, bytes (of buf),
---                                           gap (adaptive window), paused, paused_until
+--                                           gap (adaptive window), paused, paused_until,
+--                                           seq (messages stored so far: what "current" compares)
 -- KEYS[3] seen     <ns>:{sNN}:seen:<key>   ZSET message id -> receipt (Unix ms), the dedupe window
 -- KEYS[4] due      <ns>:{sNN}:due          ZSET conversation key -> flush deadline (Unix ms)
 -- KEYS[5] stats    <ns>:{sNN}:stats        HASH the shard's counters: appended, duplicates, cancelled
@@ -72,6 +73,17 @@ redis.call('PEXPIRE', seen_key, dedupe)
 -- clock, so a batch id is never reused for a different batch.
 redis.call('HSETNX', meta_key, 'gen', now)
 local gen = redis.call('HINCRBY', meta_key, 'gen', 1)
+redis.call('HINCRBY', meta_key, 'seq', 1)
+-- A pause whose time ran out ends here if no flush ended it yet: what it
+-- kept is marked for the batch that ends it.
+local pause = redis.call('HMGET', meta_key, 'paused', 'paused_until')
+if pause[1] and pause[2] and tonumber(pause[2]) <= now then
+  redis.call('HDEL', meta_key, 'paused', 'paused_until')
+  if redis.call('LLEN', buf_key) > 0 then
+    redis.call('HSET', meta_key, 'was_paused', 1)
+  end
+  pause = {false, false}
+end
 if ARGV[12] == 'cancel' then
   local dropped = redis.call('LLEN', buf_key) + 1
   redis.call('DEL', buf_key)
@@ -109,6 +121,8 @@ if min_window then
   if gap then
     quiet = math.min(math.max(math.floor(k * gap), min_window), quiet)
   end
+  -- The receipt is taken back by at most half of the window in force.
+  at = math.max(at, now - math.floor(quiet / 2))
 end
 
 local deadline, reason = at + quiet, 'quiet'
@@ -122,12 +136,14 @@ if ARGV[10] == '1' then
   deadline, reason = now, 'immediate'
 end
 redis.call('HSET', meta_key, 'last_at', at, 'deadline', deadline, 'reason', reason)
-local pause = redis.call('HMGET', meta_key, 'paused', 'paused_until')
+local keep = ttl
 if not pause[1] then
   redis.call('ZADD', due_key, deadline, conv)
 elseif pause[2] then
-  redis.call('ZADD', due_key, math.max(deadline, tonumber(pause[2])), conv)
+  local pause_end = tonumber(pause[2])
+  redis.call('ZADD', due_key, math.max(deadline, pause_end), conv)
+  keep = math.max(ttl, pause_end - now + ttl)
 end
-redis.call('PEXPIRE', buf_key, ttl)
-redis.call('PEXPIRE', meta_key, ttl)
+redis.call('PEXPIRE', buf_key, keep)
+redis.call('PEXPIRE', meta_key, keep)
 return {1, gen, count, deadline, now, 0}

@@ -5,7 +5,7 @@
 -- KEYS[1] batch     <ns>:{sNN}:batch:<key>   HASH the claimed batch
 -- KEYS[2] inflight  <ns>:{sNN}:inflight      ZSET conversation key -> lease expiry (Unix ms)
 -- KEYS[3] due       <ns>:{sNN}:due           ZSET conversation key -> flush deadline (Unix ms)
--- KEYS[4] meta      <ns>:{sNN}:meta:<key>    HASH gen, first_at, last_at, deadline, reason, committed, committed_at
+-- KEYS[4] meta      <ns>:{sNN}:meta:<key>    HASH gen, first_at, last_at, deadline, reason, committed, committed_at, recommitted
 -- KEYS[5] buf       <ns>:{sNN}:buf:<key>     LIST buffered message JSON
 -- KEYS[6] stats     <ns>:{sNN}:stats         HASH the shard's counters: delivered
 -- KEYS[7] last      <ns>:{sNN}:last:<key>    HASH the last delivered batch, kept for a discard
@@ -47,12 +47,17 @@ if redis.call('HGET', batch_key, 'gen') ~= gen then
   -- the mark tells a lost reply from a take-over even when a later batch of
   -- the conversation is in flight by now. The deadline is returned so the
   -- caller can still wake its scheduler, which the lost reply never did.
-  if redis.call('HGET', meta_key, 'committed') == gen then
+  local m = redis.call('HMGET', meta_key, 'committed', 'recommitted')
+  if m[1] == gen or m[2] == gen then
     return {2, next_deadline(), now}
   end
   return {0, -1, now}
 end
-if keep > 0 then
+-- committed only grows (it is the conversation's last delivered batch); a
+-- replayed older batch is marked as recommitted instead, for the lost-reply
+-- check above, and is not kept for a discard.
+local newest = (tonumber(redis.call('HGET', meta_key, 'committed')) or 0) < tonumber(gen)
+if keep > 0 and newest then
   redis.call('RENAME', batch_key, KEYS[7])
   redis.call('HDEL', KEYS[7], 'owner')
   redis.call('HSET', KEYS[7], 'delivered_at', now)
@@ -61,7 +66,15 @@ else
   redis.call('DEL', batch_key)
 end
 redis.call('ZREM', inflight_key, conv)
-redis.call('HSET', meta_key, 'committed', gen, 'committed_at', now)
+-- Meta that expired meanwhile (a dead letter replayed days later) gets a
+-- generation back, so that the conversation's next messages count on from
+-- this batch.
+redis.call('HSETNX', meta_key, 'gen', gen)
+if newest then
+  redis.call('HSET', meta_key, 'committed', gen, 'committed_at', now)
+else
+  redis.call('HSET', meta_key, 'recommitted', gen)
+end
 redis.call('HINCRBY', stats_key, 'delivered', 1)
 if redis.call('PTTL', meta_key) < 0 and ttl and ttl > 0 then
   redis.call('PEXPIRE', meta_key, ttl)

@@ -21,14 +21,20 @@
 -- ARGV[5] batch id (KEYS' conversation and ARGV[2])
 -- ARGV[6] quiet window, ms
 -- ARGV[7] now, Unix ms; "" = Redis TIME (only tests pass a value)
+-- ARGV[8] safety TTL of buf and meta, ms (as append.lua sets it)
+--
+-- The conversation's generation moves on (as a new message would), so the
+-- batch that holds the messages again has an id of its own.
 --
 -- Returns {1, messages, deadline, now} when discarded (deadline: when the
--- next batch is due, Unix ms), or {0, why}: "in_flight" (a later batch is in
--- flight), "not_latest" (not the last delivered batch, or already
--- discarded), "gone" (no longer kept, or not held by the caller).
+-- next batch is due, Unix ms), or {0, why}: "unknown" (lull holds nothing of
+-- the conversation), "in_flight" (a later batch is in flight),
+-- "not_latest" (not the last delivered batch: a later one was claimed, or
+-- it was already discarded), "gone" (no longer kept, or not held by the
+-- caller).
 local meta_key, buf_key, due_key, batch_key, inflight_key, last_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local conv, gen, mode, owner, batch_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local quiet = tonumber(ARGV[6])
+local quiet, ttl = tonumber(ARGV[6]), tonumber(ARGV[8])
 local now = clock(ARGV[7])
 
 local src
@@ -36,8 +42,11 @@ if mode == 'delivered' then
   if redis.call('EXISTS', batch_key) == 1 then
     return {0, 'in_flight'}
   end
-  local m = redis.call('HMGET', meta_key, 'committed', 'discarded')
-  if m[1] ~= gen or m[2] == gen then
+  local m = redis.call('HMGET', meta_key, 'committed', 'discarded', 'claimed', 'gen')
+  if not m[4] then
+    return {0, 'unknown'}
+  end
+  if m[1] ~= gen or m[2] == gen or (m[3] and m[3] ~= gen) then
     return {0, 'not_latest'}
   end
   if redis.call('HGET', last_key, 'gen') ~= gen then
@@ -63,7 +72,14 @@ for len in string.gmatch(lens, '%d+') do
   pos = pos + n + 1
   size = size + n
 end
-if pos ~= #messages + 1 and not (#parts == 0 and messages == '[]') then
+if lens == '' and messages ~= '[]' then
+  -- A batch claimed before lens was recorded: split it by decoding (the
+  -- messages keep their content; their keys' order may change).
+  for _, m in ipairs(cjson.decode(messages)) do
+    parts[#parts + 1] = cjson.encode(m)
+    size = size + #parts[#parts]
+  end
+elseif pos ~= #messages + 1 and not (#parts == 0 and messages == '[]') then
   return redis.error_reply('discard.lua: the batch\'s message lengths do not match its messages')
 end
 
@@ -89,13 +105,14 @@ for i = #parts, 1, -1 do
 end
 redis.call('HINCRBY', meta_key, 'bytes', size)
 redis.call('HSET', meta_key, 'replaces', cjson.encode(replaces), 'discarded', gen)
+redis.call('HSETNX', meta_key, 'gen', now)
+redis.call('HINCRBY', meta_key, 'gen', 1)
 if b[4] == '1' then
   redis.call('HSET', meta_key, 'was_paused', 1)
 end
-local ttl = redis.call('PTTL', meta_key)
-if ttl > 0 then
-  redis.call('PEXPIRE', buf_key, ttl)
-end
+local keep = math.max(redis.call('PTTL', meta_key), ttl)
+redis.call('PEXPIRE', buf_key, keep)
+redis.call('PEXPIRE', meta_key, keep)
 
 local deadline = tonumber(redis.call('HGET', meta_key, 'deadline'))
 if newer == 0 or not deadline then

@@ -10,7 +10,7 @@
 --
 -- KEYS[1] due       <ns>:{sNN}:due           ZSET conversation key -> flush deadline (Unix ms)
 -- KEYS[2] meta      <ns>:{sNN}:meta:<key>    HASH gen, first_at, last_at, deadline, reason, bytes (of buf),
---                                             paused, paused_until, was_paused, replaces
+--                                             paused, paused_until, was_paused, replaces, seq, claimed
 -- KEYS[3] buf       <ns>:{sNN}:buf:<key>     LIST buffered message JSON
 -- KEYS[4] batch     <ns>:{sNN}:batch:<key>   HASH the claimed batch
 -- KEYS[5] inflight  <ns>:{sNN}:inflight      ZSET conversation key -> lease expiry (Unix ms)
@@ -59,6 +59,12 @@ if deadline > now then
   return {0, 'not_due'}
 end
 local gen = redis.call('HGET', meta_key, 'gen')
+if not gen then
+  -- State that lost its meta (it expired, a buffer put back by a discard):
+  -- a generation from the clock, as append.lua starts one.
+  redis.call('HSETNX', meta_key, 'gen', now)
+  gen = redis.call('HGET', meta_key, 'gen')
+end
 local pause = redis.call('HMGET', meta_key, 'paused', 'paused_until')
 if pause[1] then
   local pause_end = tonumber(pause[2])
@@ -131,7 +137,7 @@ local lens = {}
 for i = 1, #msgs do
   lens[i] = #msgs[i]
 end
-local extra = redis.call('HMGET', meta_key, 'was_paused', 'replaces')
+local extra = redis.call('HMGET', meta_key, 'was_paused', 'replaces', 'seq')
 local paused, replaces = 0, extra[2] or ''
 if extra[1] then
   paused = 1
@@ -140,9 +146,10 @@ end
 -- front of the buffer, are never more than one batch holds, so a slice
 -- holds them all.
 redis.call('HDEL', meta_key, 'was_paused', 'replaces')
+redis.call('HSET', meta_key, 'claimed', gen)
 redis.call('HSET', batch_key, 'key', conv, 'gen', gen, 'reason', reason, 'flushed_at', now,
   'attempt', 1, 'owner', owner, 'messages', messages, 'lens', table.concat(lens, ','),
-  'paused', paused, 'replaces', replaces)
+  'paused', paused, 'replaces', replaces, 'seq', extra[3] or 0)
 redis.call('ZADD', inflight_key, now + lease, conv)
 redis.call('HINCRBY', stats_key, 'flushed', 1)
 redis.call('HINCRBY', stats_key, 'lateness_ms', now - deadline)

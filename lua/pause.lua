@@ -10,7 +10,9 @@
 -- ARGV[1] conversation key
 -- ARGV[2] "pause" or "resume"
 -- ARGV[3] pause: how long, ms ("" = until resumed)
--- ARGV[4] safety TTL of meta, ms (refreshed, so a pause never makes a key without expiry)
+-- ARGV[4] safety TTL of buf and meta, ms: refreshed, and a pause for a while
+--         keeps them at least that long after its end, so what it keeps
+--         never expires before it flushes
 -- ARGV[5] now, Unix ms; "" = Redis TIME (only tests pass a value)
 --
 -- Returns {changed, until, deadline, now}:
@@ -34,7 +36,14 @@ if mode == 'pause' then
     redis.call('HDEL', meta_key, 'paused_until')
   end
   redis.call('HSETNX', meta_key, 'gen', now)
-  redis.call('PEXPIRE', meta_key, ttl)
+  local keep = ttl
+  if pause_end > 0 then
+    keep = pause_end - now + ttl
+  end
+  redis.call('PEXPIRE', meta_key, keep)
+  if buffered then
+    redis.call('PEXPIRE', buf_key, keep)
+  end
   if not buffered then
     return {1, pause_end, -1, now}
   end

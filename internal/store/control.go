@@ -85,8 +85,13 @@ func (b *Store) ConversationStatus(ctx context.Context, key string) (Status, err
 		s.Reason = m[3]
 	}
 	if u, err := strconv.ParseInt(m[5], 10, 64); err == nil && s.Paused {
-		s.PausedUntil = u
-		s.Deadline = max(s.Deadline, u)
+		// A pause whose time ran out is over, even before a flush or a
+		// message clears its mark.
+		s.Paused = u > now
+		if s.Paused {
+			s.PausedUntil = u
+			s.Deadline = max(s.Deadline, u)
+		}
 	} else if s.Paused {
 		s.Deadline = -1 // paused until resumed: nothing is scheduled
 	}
@@ -204,13 +209,16 @@ func (b *Store) discard(ctx context.Context, key string, gen int64, mode, owner 
 	defer cancel()
 	vals, err := lua.Discard.Exec(ctx, b.client,
 		[]string{k.Meta, k.Buf, k.Due, k.Batch, k.Inflight, k.Last},
-		[]string{key, strconv.FormatInt(gen, 10), mode, owner, id, ms(b.window(key).Quiet), b.now()},
+		[]string{key, strconv.FormatInt(gen, 10), mode, owner, id, ms(b.window(key).Quiet), b.now(), ms(b.opts.TTL)},
 	).ToArray()
 	if err != nil {
 		return Discarded{}, fmt.Errorf("discard %s: %w", id, err)
 	}
 	if len(vals) == 2 {
 		why, _ := vals[1].ToString()
+		if why == "unknown" {
+			return Discarded{}, fmt.Errorf("discard %s: %w", id, ErrUnknown)
+		}
 		return Discarded{}, fmt.Errorf("discard %s: %s: %w", id, strings.ReplaceAll(why, "_", " "), ErrConflict)
 	}
 	if len(vals) != 4 {
@@ -255,23 +263,30 @@ func (b *Store) BatchState(ctx context.Context, id string) (BatchStatus, error) 
 	ctx, cancel := b.bound(ctx)
 	defer cancel()
 	res := b.client.DoMulti(ctx,
-		b.client.B().Hmget().Key(k.Meta).Field("gen", "committed", "discarded").Build(),
-		b.client.B().Hmget().Key(k.Batch).Field("gen", "lens").Build(),
+		b.client.B().Hmget().Key(k.Meta).Field("gen", "committed", "discarded", "seq").Build(),
+		b.client.B().Hmget().Key(k.Batch).Field("gen", "lens", "seq").Build(),
+		b.client.B().Hmget().Key(k.Last).Field("gen", "seq").Build(),
 		b.client.B().Zscore().Key(k.Dead).Member(id).Build(),
+		b.client.B().Hget().Key(k.DeadRecord(gen)).Field("seq").Build(),
 		b.client.B().Llen().Key(k.Buf).Build())
-	meta, err := fields(res[0])
-	if err != nil {
-		return BatchStatus{}, fmt.Errorf("batch %s: %s: %w", id, k.Meta, err)
+	var hashes [3][]string
+	for i := range hashes {
+		h, err := fields(res[i])
+		if err != nil {
+			return BatchStatus{}, fmt.Errorf("batch %s: %w", id, err)
+		}
+		hashes[i] = h
 	}
-	flight, err := fields(res[1])
-	if err != nil {
-		return BatchStatus{}, fmt.Errorf("batch %s: %s: %w", id, k.Batch, err)
-	}
-	_, deadErr := res[2].ToString()
+	meta, flight, last := hashes[0], hashes[1], hashes[2]
+	_, deadErr := res[3].ToString()
 	if deadErr != nil && !rueidis.IsRedisNil(deadErr) {
 		return BatchStatus{}, fmt.Errorf("batch %s: %s: %w", id, k.Dead, deadErr)
 	}
-	buffered, err := res[3].AsInt64()
+	deadSeq, err := res[4].ToString()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return BatchStatus{}, fmt.Errorf("batch %s: dead record: %w", id, err)
+	}
+	buffered, err := res[5].AsInt64()
 	if err != nil {
 		return BatchStatus{}, fmt.Errorf("batch %s: %s: %w", id, k.Buf, err)
 	}
@@ -279,24 +294,39 @@ func (b *Store) BatchState(ctx context.Context, id string) (BatchStatus, error) 
 	committed, _ := strconv.ParseInt(meta[1], 10, 64)
 	inflight, _ := strconv.ParseInt(flight[0], 10, 64)
 	g := strconv.FormatInt(gen, 10)
-	s := BatchStatus{BatchID: id, Key: key, Current: latest == gen, NewerMessages: buffered}
+	s := BatchStatus{BatchID: id, Key: key}
+	batchSeq := ""
 	switch {
 	case inflight == gen:
-		s.State = StateInFlight
+		s.State, batchSeq = StateInFlight, flight[2]
 	case deadErr == nil:
-		s.State = StateDead
+		s.State, batchSeq = StateDead, deadSeq
 	case meta[2] == g:
 		s.State = StateDiscarded
 	case committed >= gen && gen > 0:
 		s.State = StateDelivered
+		if last[0] == g {
+			batchSeq = last[1]
+		}
 	default:
 		return BatchStatus{}, fmt.Errorf("batch %q: %w", id, ErrUnknown)
 	}
-	if inflight > gen && flight[1] != "" {
-		s.NewerMessages += int64(strings.Count(flight[1], ",") + 1)
+	if seqNow, err := strconv.ParseInt(meta[3], 10, 64); err == nil && batchSeq != "" {
+		// Messages stored since the batch was claimed: the rest of a
+		// sliced buffer, or messages a discard put back, are not newer.
+		then, _ := strconv.ParseInt(batchSeq, 10, 64)
+		s.NewerMessages = max(seqNow-then, 0)
+	} else {
+		// A batch claimed before lull counted messages: what is buffered,
+		// or held by a later batch in flight, is newer.
+		s.NewerMessages = buffered
+		if inflight > gen && flight[1] != "" {
+			s.NewerMessages += int64(strings.Count(flight[1], ",") + 1)
+		}
+		if latest != gen {
+			s.NewerMessages = max(s.NewerMessages, 1)
+		}
 	}
-	if s.NewerMessages > 0 {
-		s.Current = false
-	}
+	s.Current = s.NewerMessages == 0 && s.State != StateDiscarded
 	return s, nil
 }
