@@ -29,7 +29,7 @@ func (tb testBundle) state(t *testing.T, id string) store.BatchStatus {
 func TestBatchState_ASliceIsCurrentDespiteItsRest(t *testing.T) {
 	tb := setup(t, keepDelivered, func(o *store.Options) { o.MaxMessages = 2 })
 	first := tb.claim(t, "u1", "a", "b") // max messages: due at once
-	tb.add(t, "u1", "c", "d", "e")         // a flood while the first is in flight
+	tb.add(t, "u1", "c", "d", "e")       // a flood while the first is in flight
 	commit(t, first)
 	slice := tb.flush(t, "u1", "w1")
 	require.Equal(t, []string{"c", "d"}, texts(t, slice))
