@@ -104,12 +104,16 @@ func run() int {
 			Token: cfg.AdminToken, Store: dead.buf.Load, Namespace: cfg.Namespace, Logger: log,
 		}),
 		Providers: httpapi.ProviderOptions{
-			WhatsAppVerifyToken: cfg.WhatsAppVerifyToken,
-			WhatsAppAppSecret:   cfg.WhatsAppAppSecret,
-			EvolutionJWTKey:     cfg.EvolutionJWTKey,
-			EvolutionHeader:     cfg.EvolutionHeader,
-			TwilioAuthToken:     cfg.TwilioAuthToken,
-			PublicURL:           cfg.PublicURL,
+			WhatsAppVerifyToken:   cfg.WhatsAppVerifyToken,
+			WhatsAppAppSecret:     cfg.WhatsAppAppSecret,
+			EvolutionJWTKey:       cfg.EvolutionJWTKey,
+			EvolutionHeader:       cfg.EvolutionHeader,
+			TwilioAuthToken:       cfg.TwilioAuthToken,
+			PublicURL:             cfg.PublicURL,
+			WAHAHMACKey:           cfg.WAHAHMACKey,
+			ZAPIToken:             cfg.ZAPIToken,
+			TelegramSecretToken:   cfg.TelegramSecretToken,
+			ChatwootWebhookSecret: cfg.ChatwootWebhookSecret,
 		},
 	})
 	served := make(chan error, 1)

@@ -249,7 +249,7 @@ func (a *Appender) step(ctx context.Context, pending []pendingJob) (_ []pendingJ
 	if ctx.Err() != nil {
 		return pending, true
 	}
-	if pending[0].env.Kind == ingest.KindTyping {
+	if ingest.IsControl(pending[0].env.Kind) {
 		// Alone, retried as before until applied or stopping.
 		j := pending[0].job
 		o := a.typing(ctx, j)
@@ -268,7 +268,7 @@ func (a *Appender) step(ctx context.Context, pending []pendingJob) (_ []pendingJ
 			continue
 		}
 		held[p.env.Key] = true
-		if p.env.Kind == ingest.KindTyping {
+		if ingest.IsControl(p.env.Kind) {
 			continue
 		}
 		if p.body == nil {
@@ -428,18 +428,41 @@ func (a *Appender) typing(ctx context.Context, j job) (o queue.Outcome) {
 	for attempt := 1; ctx.Err() == nil; attempt++ {
 		// The call under way outlives a stop (the store bounds it by
 		// REDIS_TIMEOUT).
-		start := time.Now()
-		_, err := a.buf.Typing(context.WithoutCancel(ctx), j.env.Key)
-		a.obs.Typing(time.Since(start), err)
+		err := a.control(context.WithoutCancel(ctx), j.env)
 		if err == nil {
 			return queue.Ack
 		}
-		a.log.Warn("typing event failed, retrying", "conversation", j.env.Key, "message_id", j.env.Message.ID, "attempt", attempt, "err", err)
+		a.log.Warn("control event failed, retrying", "kind", j.env.Kind, "conversation", j.env.Key, "message_id", j.env.Message.ID, "attempt", attempt, "err", err)
 		if backoff.Sleep(ctx, a.retry.Delay(attempt)) != nil {
 			break
 		}
 	}
 	return queue.Requeue
+}
+
+// control applies one control event: a typing hint extends the quiet
+// window; a pause holds the conversation's batches back until a resume
+// (store.Pause with no end), a resume releases them. Pause and resume set
+// a state rather than toggle it, so a redelivered one changes nothing.
+func (a *Appender) control(ctx context.Context, env ingest.Envelope) error {
+	var err error
+	switch env.Kind {
+	case ingest.KindPause:
+		var p store.Paused
+		if p, err = a.buf.Pause(ctx, env.Key, 0); err == nil {
+			a.log.Info("conversation paused", "conversation", env.Key, "source", env.Message.Source, "changed", p.Changed)
+		}
+	case ingest.KindResume:
+		var p store.Paused
+		if p, err = a.buf.Resume(ctx, env.Key); err == nil {
+			a.log.Info("conversation resumed", "conversation", env.Key, "source", env.Message.Source, "changed", p.Changed)
+		}
+	default:
+		start := time.Now()
+		_, err = a.buf.Typing(ctx, env.Key)
+		a.obs.Typing(time.Since(start), err)
+	}
+	return err
 }
 
 // settle sends a message's outcome: the one place the appender settles.

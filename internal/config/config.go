@@ -90,12 +90,20 @@ type Config struct {
 	ImmediateFlushWhatsApp  []string `env:"IMMEDIATE_FLUSH_WHATSAPP" envSeparator:","`
 	ImmediateFlushEvolution []string `env:"IMMEDIATE_FLUSH_EVOLUTION" envSeparator:","`
 	ImmediateFlushTwilio    []string `env:"IMMEDIATE_FLUSH_TWILIO" envSeparator:","`
+	ImmediateFlushWAHA      []string `env:"IMMEDIATE_FLUSH_WAHA" envSeparator:","`
+	ImmediateFlushZAPI      []string `env:"IMMEDIATE_FLUSH_ZAPI" envSeparator:","`
+	ImmediateFlushTelegram  []string `env:"IMMEDIATE_FLUSH_TELEGRAM" envSeparator:","`
+	ImmediateFlushChatwoot  []string `env:"IMMEDIATE_FLUSH_CHATWOOT" envSeparator:","`
 	WhatsAppVerifyToken     string   `env:"WHATSAPP_VERIFY_TOKEN"`
 	WhatsAppAppSecret       string   `env:"WHATSAPP_APP_SECRET"`
 	EvolutionJWTKey         string   `env:"EVOLUTION_JWT_KEY"`
 	EvolutionHeader         string   `env:"EVOLUTION_HEADER"`
 	TwilioAuthToken         string   `env:"TWILIO_AUTH_TOKEN"`
 	PublicURL               string   `env:"PUBLIC_URL"`
+	WAHAHMACKey             string   `env:"WAHA_HMAC_KEY"`
+	ZAPIToken               string   `env:"ZAPI_TOKEN"`
+	TelegramSecretToken     string   `env:"TELEGRAM_SECRET_TOKEN"`
+	ChatwootWebhookSecret   string   `env:"CHATWOOT_WEBHOOK_SECRET"`
 
 	// Conversation control (the README's "/v1" and "Windows that fit the
 	// conversation").
@@ -110,6 +118,14 @@ type Config struct {
 	MaxWaitWhatsApp      time.Duration `env:"MAX_WAIT_WHATSAPP"`
 	MaxWaitEvolution     time.Duration `env:"MAX_WAIT_EVOLUTION"`
 	MaxWaitTwilio        time.Duration `env:"MAX_WAIT_TWILIO"`
+	QuietWindowWAHA      time.Duration `env:"QUIET_WINDOW_WAHA"`
+	QuietWindowZAPI      time.Duration `env:"QUIET_WINDOW_ZAPI"`
+	QuietWindowTelegram  time.Duration `env:"QUIET_WINDOW_TELEGRAM"`
+	QuietWindowChatwoot  time.Duration `env:"QUIET_WINDOW_CHATWOOT"`
+	MaxWaitWAHA          time.Duration `env:"MAX_WAIT_WAHA"`
+	MaxWaitZAPI          time.Duration `env:"MAX_WAIT_ZAPI"`
+	MaxWaitTelegram      time.Duration `env:"MAX_WAIT_TELEGRAM"`
+	MaxWaitChatwoot      time.Duration `env:"MAX_WAIT_CHATWOOT"`
 	QuietWindowMedia     time.Duration `env:"QUIET_WINDOW_MEDIA"`
 	QuietWindowMode      string        `env:"QUIET_WINDOW_MODE"`
 	QuietWindowMin       time.Duration `env:"QUIET_WINDOW_MIN"`
@@ -184,6 +200,13 @@ func Defaults() Config {
 		MetricsAddrDefault: PerProcess{API: ":9090", Worker: ":9091"},
 
 		ImmediateFlush: []string{ingest.RuleCommand, ingest.RuleInteractive},
+		// The providers added later have their own defaults, whatever
+		// IMMEDIATE_FLUSH says; Telegram's may not include media (an album's
+		// photos come one update each and must stay in one batch).
+		ImmediateFlushWAHA:     []string{ingest.RuleCommand, ingest.RuleInteractive},
+		ImmediateFlushZAPI:     []string{ingest.RuleCommand, ingest.RuleInteractive},
+		ImmediateFlushTelegram: []string{ingest.RuleCommand, ingest.RuleInteractive},
+		ImmediateFlushChatwoot: []string{ingest.RuleInteractive},
 
 		DiscardWindow:    time.Hour,
 		QuietWindowMedia: 30 * time.Second,
@@ -279,6 +302,8 @@ func (c *Config) resolveURLs() {
 	}
 }
 
+var telegramSecretRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,256}$`)
+
 var namespaceRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 // Validate checks every value and reports all problems, each naming its variable.
@@ -341,6 +366,12 @@ func (c Config) Validate() error {
 		if _, _, err := evolution.ParseHeader(c.EvolutionHeader); err != nil {
 			bad("EVOLUTION_HEADER", "%v", err)
 		}
+	}
+	if c.TelegramSecretToken != "" && !telegramSecretRE.MatchString(c.TelegramSecretToken) {
+		bad("TELEGRAM_SECRET_TOKEN", "must be 1-256 characters of A-Z, a-z, 0-9, _ and - (what setWebhook accepts)")
+	}
+	if err := checkToken(c.ZAPIToken); err != nil {
+		bad("ZAPI_TOKEN", "%v", err)
 	}
 	if c.PublicURL != "" {
 		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -509,6 +540,10 @@ func (c Config) FlushRules() (ingest.RuleSet, error) {
 		{"IMMEDIATE_FLUSH_WHATSAPP", "whatsapp", c.ImmediateFlushWhatsApp},
 		{"IMMEDIATE_FLUSH_EVOLUTION", "evolution", c.ImmediateFlushEvolution},
 		{"IMMEDIATE_FLUSH_TWILIO", "twilio", c.ImmediateFlushTwilio},
+		{"IMMEDIATE_FLUSH_WAHA", "waha", c.ImmediateFlushWAHA},
+		{"IMMEDIATE_FLUSH_ZAPI", "zapi", c.ImmediateFlushZAPI},
+		{"IMMEDIATE_FLUSH_TELEGRAM", "telegram", c.ImmediateFlushTelegram},
+		{"IMMEDIATE_FLUSH_CHATWOOT", "chatwoot", c.ImmediateFlushChatwoot},
 	} {
 		if o.rules == nil {
 			continue
@@ -517,9 +552,16 @@ func (c Config) FlushRules() (ingest.RuleSet, error) {
 		if err != nil {
 			return ingest.RuleSet{}, fmt.Errorf("config: %s: %w", o.name, err)
 		}
+		if o.source == "telegram" && slices.ContainsFunc(o.rules, isMediaRule) {
+			return ingest.RuleSet{}, fmt.Errorf("config: %s: %s is refused: a Telegram album comes as one update per photo, and must stay in one batch", o.name, ingest.RuleMedia)
+		}
 		rs.BySource[o.source] = r
 	}
 	return rs, nil
+}
+
+func isMediaRule(name string) bool {
+	return strings.EqualFold(strings.TrimSpace(name), ingest.RuleMedia)
 }
 
 // checkToken applies the rules of a shared secret (ADMIN_TOKEN,

@@ -183,7 +183,8 @@ func TestLoad_ImmediateFlushPerProvider(t *testing.T) {
 	c := load(t, "IMMEDIATE_FLUSH_TWILIO", "none", "IMMEDIATE_FLUSH_WHATSAPP", "media,command")
 	rs, err := c.FlushRules()
 	require.NoError(t, err)
-	require.Len(t, rs.BySource, 2)
+	// The two set, and the four providers with a default of their own.
+	require.Len(t, rs.BySource, 6)
 
 	err = loadErr(t, "IMMEDIATE_FLUSH_EVOLUTION", "typing")
 	require.ErrorContains(t, err, "IMMEDIATE_FLUSH_EVOLUTION")

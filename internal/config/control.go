@@ -29,6 +29,10 @@ func (c Config) sourceWindows() []sourceWindow {
 		{"whatsapp", c.QuietWindowWhatsApp, c.MaxWaitWhatsApp, "QUIET_WINDOW_WHATSAPP", "MAX_WAIT_WHATSAPP"},
 		{"evolution", c.QuietWindowEvolution, c.MaxWaitEvolution, "QUIET_WINDOW_EVOLUTION", "MAX_WAIT_EVOLUTION"},
 		{"twilio", c.QuietWindowTwilio, c.MaxWaitTwilio, "QUIET_WINDOW_TWILIO", "MAX_WAIT_TWILIO"},
+		{"waha", c.QuietWindowWAHA, c.MaxWaitWAHA, "QUIET_WINDOW_WAHA", "MAX_WAIT_WAHA"},
+		{"zapi", c.QuietWindowZAPI, c.MaxWaitZAPI, "QUIET_WINDOW_ZAPI", "MAX_WAIT_ZAPI"},
+		{"telegram", c.QuietWindowTelegram, c.MaxWaitTelegram, "QUIET_WINDOW_TELEGRAM", "MAX_WAIT_TELEGRAM"},
+		{"chatwoot", c.QuietWindowChatwoot, c.MaxWaitChatwoot, "QUIET_WINDOW_CHATWOOT", "MAX_WAIT_CHATWOOT"},
 	}
 }
 

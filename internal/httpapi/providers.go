@@ -10,10 +10,13 @@ import (
 
 	"github.com/lullhq/lull/internal/ingest"
 	"github.com/lullhq/lull/internal/provider"
+	"github.com/lullhq/lull/internal/provider/chatwoot"
 	"github.com/lullhq/lull/internal/provider/evolution"
+	"github.com/lullhq/lull/internal/provider/telegram"
 	"github.com/lullhq/lull/internal/provider/twilio"
+	"github.com/lullhq/lull/internal/provider/waha"
 	"github.com/lullhq/lull/internal/provider/whatsapp"
-	"github.com/lullhq/lull/internal/redact"
+	"github.com/lullhq/lull/internal/provider/zapi"
 )
 
 // ProviderOptions configures the provider webhooks under /webhook/<provider>
@@ -40,155 +43,167 @@ type ProviderOptions struct {
 	// signed URL is PublicURL + path + query. Empty: rebuilt from
 	// X-Forwarded-Proto / X-Forwarded-Host / Host.
 	PublicURL string
+	// WAHAHMACKey checks X-Webhook-Hmac (WAHA_HMAC_KEY). Empty: POSTs are
+	// accepted unsigned, and a warning is logged once at startup.
+	WAHAHMACKey string
+	// ZAPIToken is required in the path (/webhook/zapi/<token>) or a header
+	// (ZAPI_TOKEN). Empty: /webhook/zapi answers 503.
+	ZAPIToken string
+	// TelegramSecretToken is required in X-Telegram-Bot-Api-Secret-Token
+	// (TELEGRAM_SECRET_TOKEN). Empty: /webhook/telegram answers 503.
+	TelegramSecretToken string
+	// ChatwootWebhookSecret checks X-Chatwoot-Signature
+	// (CHATWOOT_WEBHOOK_SECRET). Empty: /webhook/chatwoot answers 503.
+	ChatwootWebhookSecret string
 }
 
-// Answers the provider endpoints give besides the shared error handler's.
-var (
-	errWhatsAppSignature  = fiber.NewError(fiber.StatusUnauthorized, "missing or invalid X-Hub-Signature-256")
-	errWhatsAppVerify     = fiber.NewError(fiber.StatusForbidden, "verification refused")
-	errEvolutionAuth      = fiber.NewError(fiber.StatusUnauthorized, "missing or invalid Evolution webhook credentials")
-	errTwilioSignature    = fiber.NewError(fiber.StatusForbidden, "missing or invalid X-Twilio-Signature")
-	errTwilioNotConfigure = fiber.NewError(fiber.StatusServiceUnavailable, "twilio webhook not configured: set TWILIO_AUTH_TOKEN")
-	errFormRequired       = fiber.NewError(fiber.StatusUnsupportedMediaType, "content type must be application/x-www-form-urlencoded")
-)
-
-// providerRoutes serves /webhook/whatsapp, /webhook/evolution[/*] and
-// /webhook/twilio. Every one checks, in order: content type (415), the
-// provider's authentication (401/403), the body (400/422); it publishes
-// only when all pass, and answers 2xx only once every message is durable
-// (503 otherwise, so the provider retries and the retry is deduped).
-type providerRoutes struct {
-	h           *handlers
-	metaSecrets []string
-	evoAuth     evolution.Auth
+// Providers is the table of providers: adding one is a package
+// implementing provider.Webhook and a line here. The README's provider
+// table is made of their Info().Doc (TestREADME_ProviderTable).
+func Providers(o ProviderOptions) []provider.Webhook {
+	return []provider.Webhook{
+		whatsapp.New(o.WhatsAppVerifyToken, splitSecrets(o.WhatsAppAppSecret)),
+		evolution.New(mustEvolutionAuth(o)),
+		twilio.New(o.TwilioAuthToken),
+		waha.New(o.WAHAHMACKey),
+		zapi.New(o.ZAPIToken),
+		telegram.New(o.TelegramSecretToken),
+		chatwoot.New(o.ChatwootWebhookSecret),
+	}
 }
 
-// providers registers /webhook/<provider>.
-func (h *handlers) providers(app *fiber.App) {
-	o, log := h.opts.Providers, h.opts.Logger
-	p := &providerRoutes{h: h}
-	for _, s := range strings.Split(o.WhatsAppAppSecret, ",") {
+func splitSecrets(list string) []string {
+	var out []string
+	for _, s := range strings.Split(list, ",") {
 		if s = strings.TrimSpace(s); s != "" {
-			p.metaSecrets = append(p.metaSecrets, s)
+			out = append(out, s)
 		}
 	}
-	p.evoAuth.JWTKey = []byte(o.EvolutionJWTKey)
+	return out
+}
+
+func mustEvolutionAuth(o ProviderOptions) evolution.Auth {
+	a := evolution.Auth{JWTKey: []byte(o.EvolutionJWTKey)}
 	if o.EvolutionHeader != "" {
 		var err error
-		p.evoAuth.HeaderName, p.evoAuth.HeaderValue, err = evolution.ParseHeader(o.EvolutionHeader)
+		a.HeaderName, a.HeaderValue, err = evolution.ParseHeader(o.EvolutionHeader)
 		if err != nil {
 			// config.Load refuses such an EVOLUTION_HEADER.
 			panic("httpapi: ProviderOptions.EvolutionHeader: " + err.Error())
 		}
 	}
-
-	if len(p.metaSecrets) == 0 {
-		log.Warn("WHATSAPP_APP_SECRET is not set: /webhook/whatsapp accepts unsigned POSTs; set it in production")
-	}
-	if !p.evoAuth.Enabled() {
-		log.Info("/webhook/evolution is unauthenticated (EVOLUTION_HEADER and EVOLUTION_JWT_KEY unset)")
-	}
-	if o.TwilioAuthToken == "" {
-		log.Info("/webhook/twilio is disabled (TWILIO_AUTH_TOKEN unset): it answers 503")
-	}
-
-	app.Get("/webhook/whatsapp", h.counted(whatsapp.Source), p.whatsappVerify)
-	app.Post("/webhook/whatsapp", h.counted(whatsapp.Source), p.whatsapp)
-	app.Post("/webhook/evolution", h.counted(evolution.Source), p.evolution)
-	app.Post("/webhook/evolution/*", h.counted(evolution.Source), p.evolution) // byEvents: /messages-upsert, /presence-update, …
-	app.Post("/webhook/twilio", h.counted(twilio.Source), p.twilio)
+	return a
 }
 
-// whatsappVerify answers Meta's subscription handshake with the challenge,
-// verbatim, as text/plain.
-func (p *providerRoutes) whatsappVerify(c *fiber.Ctx) error {
-	challenge, err := whatsapp.VerifyChallenge(c.Query("hub.mode"), c.Query("hub.verify_token"),
-		c.Query("hub.challenge"), p.h.opts.Providers.WhatsAppVerifyToken)
-	if err != nil {
-		p.h.opts.Logger.Warn("whatsapp verification refused", "err", err)
-		return errWhatsAppVerify
-	}
-	c.Set(fiber.HeaderContentType, fiber.MIMETextPlainCharsetUTF8)
-	return c.Status(fiber.StatusOK).SendString(challenge)
-}
+// errFormRequired answers a form provider's request of another content type.
+var errFormRequired = fiber.NewError(fiber.StatusUnsupportedMediaType, "content type must be application/x-www-form-urlencoded")
 
-// whatsapp takes a (batched) notification. Meta counts anything but 200 as
-// a failure and retries for up to seven days.
-func (p *providerRoutes) whatsapp(c *fiber.Ctx) error {
-	if err := requireJSON(c); err != nil {
-		return err
-	}
-	if len(p.metaSecrets) > 0 {
-		if err := whatsapp.VerifySignature(c.Body(), c.Get(whatsapp.SignatureHeader), p.metaSecrets...); err != nil {
-			p.h.opts.Logger.Warn("whatsapp webhook rejected", "err", err)
-			return errWhatsAppSignature
+// errVerifyRefused answers a refused GET handshake.
+var errVerifyRefused = fiber.NewError(fiber.StatusForbidden, "verification refused")
+
+// providers registers /webhook/<source> (and /webhook/<source>/* for
+// Subpaths) for every provider of the table.
+func (h *handlers) providers(app *fiber.App) {
+	for _, w := range Providers(h.opts.Providers) {
+		info := w.Info()
+		if info.Warning != "" {
+			h.opts.Logger.Warn(info.Warning)
+		}
+		if info.Notice != "" {
+			h.opts.Logger.Info(info.Notice)
+		}
+		route := "/webhook/" + info.Source
+		p := &providerRoute{h: h, w: w, info: info, route: route}
+		if hs, ok := w.(provider.Handshaker); ok {
+			app.Get(route, h.counted(info.Source), p.handshake(hs))
+		}
+		app.Post(route, h.counted(info.Source), p.serve)
+		if info.Subpaths {
+			app.Post(route+"/*", h.counted(info.Source), p.serve)
 		}
 	}
-	res, err := whatsapp.Parse(c.Body(), p.h.opts.Now())
+}
+
+// providerRoute is the HTTP handling every provider shares.
+type providerRoute struct {
+	h     *handlers
+	w     provider.Webhook
+	info  provider.Info
+	route string
+}
+
+// serve checks, in order: configured (503), content type (415), the
+// provider's authentication (401/403), the body (400/422); it publishes
+// only when all pass, and answers 2xx only once every envelope is durable
+// (503 otherwise, so the provider retries and the retry is deduped).
+func (p *providerRoute) serve(c *fiber.Ctx) error {
+	if p.info.Disabled != "" {
+		return fiber.NewError(fiber.StatusServiceUnavailable, p.info.Disabled)
+	}
+	if err := p.requireContentType(c); err != nil {
+		return err
+	}
+	r := p.request(c)
+	if err := p.w.Authenticate(r); err != nil {
+		if errors.Is(err, provider.ErrUnauthorized) {
+			p.h.opts.Logger.Warn(p.info.Source+" webhook rejected", "err", err)
+			return fiber.NewError(p.info.AuthStatus, p.info.AuthMessage)
+		}
+		return err
+	}
+	res, err := p.w.Parse(r)
 	if err != nil {
 		return err
 	}
-	if err := p.publish(c, whatsapp.Source, res); err != nil {
+	if err := p.publish(c, res); err != nil {
 		return err
 	}
-	return c.Status(fiber.StatusOK).JSON(fiber.Map{"status": "ok"})
+	if p.info.Reply == "" {
+		return c.Status(fiber.StatusOK).JSON(fiber.Map{"status": "ok"})
+	}
+	c.Set(fiber.HeaderContentType, p.info.ReplyType)
+	return c.Status(fiber.StatusOK).SendString(p.info.Reply)
 }
 
-// evolution takes one Evolution event; the event comes from the body, so
-// the byEvents URL suffix is not needed to route it.
-func (p *providerRoutes) evolution(c *fiber.Ctx) error {
-	if err := requireJSON(c); err != nil {
-		return err
+// handshake answers a GET subscription handshake with the challenge,
+// verbatim, as text/plain.
+func (p *providerRoute) handshake(hs provider.Handshaker) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		challenge, err := hs.Handshake(p.request(c))
+		if err != nil {
+			p.h.opts.Logger.Warn(p.info.Source+" verification refused", "err", err)
+			return errVerifyRefused
+		}
+		c.Set(fiber.HeaderContentType, fiber.MIMETextPlainCharsetUTF8)
+		return c.Status(fiber.StatusOK).SendString(challenge)
 	}
-	if err := p.evoAuth.Verify(func(name string) string { return c.Get(name) }, p.h.opts.Now()); err != nil {
-		p.h.opts.Logger.Warn("evolution webhook rejected", "err", err)
-		return errEvolutionAuth
-	}
-	res, err := evolution.Parse(c.Body(), p.h.opts.Now())
-	if err != nil {
-		return err
-	}
-	if err := p.publish(c, evolution.Source, res); err != nil {
-		return err
-	}
-	return c.Status(fiber.StatusOK).JSON(fiber.Map{"status": "ok"})
 }
 
-// twilio takes one form-encoded message and answers empty TwiML. The
-// signature is checked first, over the raw body (twilio.Authenticate): a
-// request that fails it is 403 whatever its body holds, and nothing reads a
-// field of the message before it passed.
-func (p *providerRoutes) twilio(c *fiber.Ctx) error {
-	token := p.h.opts.Providers.TwilioAuthToken
-	if token == "" {
-		return errTwilioNotConfigure
+func (p *providerRoute) requireContentType(c *fiber.Ctx) error {
+	if !p.info.Form {
+		return requireJSON(c)
 	}
 	if mt, _, err := mime.ParseMediaType(c.Get(fiber.HeaderContentType)); err != nil || mt != fiber.MIMEApplicationForm {
 		return errFormRequired
 	}
-	signed := p.twilioURL(c)
-	form, err := twilio.Authenticate(token, signed, c.Body(), c.Get(twilio.SignatureHeader))
-	switch {
-	case errors.Is(err, twilio.ErrSignature):
-		p.h.opts.Logger.Warn("twilio webhook rejected", "err", err, "url", redact.URL(signed))
-		return errTwilioSignature
-	case err != nil:
-		return fiber.NewError(fiber.StatusBadRequest, err.Error())
-	}
-	res, err := twilio.Parse(form, p.h.opts.Now())
-	if err != nil {
-		return err
-	}
-	if err := p.publish(c, twilio.Source, res); err != nil {
-		return err
-	}
-	c.Set(fiber.HeaderContentType, fiber.MIMETextXMLCharsetUTF8)
-	return c.Status(fiber.StatusOK).SendString(twilio.TwiML)
+	return nil
 }
 
-// twilioURL is the URL Twilio signed: PUBLIC_URL + path + query when set,
-// else rebuilt from the request as the proxy in front of lull saw it.
-func (p *providerRoutes) twilioURL(c *fiber.Ctx) string {
+// request is what the provider sees of c.
+func (p *providerRoute) request(c *fiber.Ctx) provider.Request {
+	return provider.Request{
+		Body:   c.Body(),
+		Header: func(name string) string { return c.Get(name) },
+		Query:  func(name string) string { return c.Query(name) },
+		Suffix: strings.TrimPrefix(c.Path(), p.route),
+		URL:    p.calledURL(c),
+		Now:    p.h.opts.Now(),
+	}
+}
+
+// calledURL is the URL the provider called: PUBLIC_URL + path + query when
+// set, else rebuilt from the request as the proxy in front of lull saw it.
+func (p *providerRoute) calledURL(c *fiber.Ctx) string {
 	uri := string(c.Request().RequestURI()) // path and query, as sent
 	if base := p.h.opts.Providers.PublicURL; base != "" {
 		return strings.TrimRight(base, "/") + uri
@@ -215,8 +230,8 @@ func firstValue(h string) string {
 }
 
 // publish makes res's envelopes durable and logs what was left out.
-func (p *providerRoutes) publish(c *fiber.Ctx, source string, res provider.Result) error {
-	log := p.h.opts.Logger
+func (p *providerRoute) publish(c *fiber.Ctx, res provider.Result) error {
+	log, source := p.h.opts.Logger, p.info.Source
 	if len(res.Problems) > 0 {
 		log.Warn("webhook items skipped", "source", source, "problems", res.Problems)
 	}
@@ -228,8 +243,9 @@ func (p *providerRoutes) publish(c *fiber.Ctx, source string, res provider.Resul
 		// Each source has its own key space (and so its own dedupe): a
 		// generic unique_id can never name this conversation.
 		e.Key = ingest.ProviderKey(source, e.Key)
-		// A typing hint has no provider id, but every queued message needs
-		// one (it is the AMQP message id); nothing dedupes on it.
+		// A typing hint or a control event may have no provider id, but
+		// every queued message needs one (it is the AMQP message id);
+		// nothing dedupes on it.
 		if e.Message.ID == "" {
 			e.Message.ID = newID()
 		}

@@ -42,7 +42,15 @@ func fieldErr(field, problem string) error { return &FieldError{Field: field, Pr
 const (
 	KindMessage = ""       // a chat message, appended to the buffer
 	KindTyping  = "typing" // the user is typing or recording: extends the quiet window
+	KindPause   = "pause"  // a human took the conversation over: hold its batches back until resumed
+	KindResume  = "resume" // the human handed it back: what was held back is due at once
 )
+
+// IsControl reports whether kind changes the conversation's state instead
+// of adding a message to its buffer (typing, pause, resume).
+func IsControl(kind string) bool {
+	return kind == KindTyping || kind == KindPause || kind == KindResume
+}
 
 // Envelope is one accepted event on its way through the inbound queue.
 type Envelope struct {
@@ -72,7 +80,7 @@ func Decode(body []byte) (Envelope, error) {
 	switch {
 	case e.Key == "":
 		return Envelope{}, errors.New("decode envelope: key is required")
-	case e.Kind == KindTyping:
+	case IsControl(e.Kind):
 		return e, nil
 	case e.Kind != KindMessage:
 		return Envelope{}, fmt.Errorf("decode envelope: unknown kind %q", e.Kind)

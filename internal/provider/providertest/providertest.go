@@ -179,7 +179,7 @@ func CheckResult(t *testing.T, res provider.Result, err error) {
 			if e.Message.Type == "" {
 				t.Fatalf("message %q without a type", e.Message.ID)
 			}
-		} else if e.Kind != ingest.KindTyping {
+		} else if !ingest.IsControl(e.Kind) {
 			t.Fatalf("unknown kind %q", e.Kind)
 		}
 		m := e.Message.Metadata
