@@ -20,6 +20,7 @@ import (
 	"github.com/lullhq/lull/internal/console"
 	"github.com/lullhq/lull/internal/httpapi"
 	"github.com/lullhq/lull/internal/ingest"
+	"github.com/lullhq/lull/internal/keys"
 	"github.com/lullhq/lull/internal/metrics"
 	"github.com/lullhq/lull/internal/queue"
 	"github.com/lullhq/lull/internal/redisconn"
@@ -34,6 +35,10 @@ func run() int {
 	cfg, err := config.Load()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	if err := keys.SetShards(cfg.Shards); err != nil { // config.Load checked it
+		fmt.Fprintln(os.Stderr, "config: SHARDS:", err)
 		return 2
 	}
 	log := cfg.Logger(os.Stderr).With("process", "api", "namespace", cfg.Namespace)
@@ -70,6 +75,12 @@ func run() int {
 	dead := &adminStore{}
 	go func() {
 		if c, err := redisconn.Connect(ctx, cfg.RedisURL, log); err == nil {
+			// Another SHARDS than Redis records would read other keys: stop.
+			if err := store.CheckShards(ctx, c, cfg.Namespace, keys.Shards); err != nil {
+				log.Error("config: SHARDS: stopping", "err", err)
+				stop()
+				return
+			}
 			redis.Store(&c)
 			dead.buf.Store(store.New(c, cfg.Namespace, cfg.StoreOptions(log)))
 		}

@@ -31,6 +31,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "dlq" {
 		os.Exit(dlq(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "shards" {
+		os.Exit(shards(os.Args[2:]))
+	}
 	os.Exit(run())
 }
 
@@ -76,6 +79,10 @@ func run() int {
 		return 2
 	}
 	defer redis.Close()
+	if err := checkShards(ctx, redis, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "config: SHARDS:", err)
+		return 2
+	}
 
 	// The data path, in the order a message travels it: consumer →
 	// appender → store → scheduler (and reclaimer) → delivery → sinks.

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,7 +61,15 @@ type Options struct {
 	APIEnv, WorkerEnv map[string]string
 	// AMQPURL is the broker of the test and its processes; default
 	// testenv.AMQPURL() (a test with a RabbitMQ node of its own sets it).
+	// A comma-separated list (a cluster's nodes) is passed on as it is;
+	// the test's own connection takes the first node that answers.
 	AMQPURL string
+	// RedisURL is the Redis of the processes and of Deployment.Redis;
+	// default testenv.RedisURL() (a cluster test sets its cluster's).
+	RedisURL string
+	// APIs is how many api processes Setup starts, each on an address of
+	// its own (Addrs); requests go to them in turn. 0 means 1.
+	APIs int
 }
 
 // Deployment is what a test gets from Setup: a running api and workers in a
@@ -75,6 +84,12 @@ type Deployment struct {
 	Recv    *Receiver
 	Redis   rueidis.Client // the shared Redis; the namespace's keys go when the test ends
 	Client  *http.Client   // the test's client of the api
+
+	// Addrs and APIProcs are every api's address and process (Addr and
+	// API are the first); URL turns from one to the next.
+	Addrs    []string
+	APIProcs []*Proc
+	next     atomic.Uint64
 
 	broker *amqp.Connection // see Broker
 
@@ -110,11 +125,17 @@ func Setup(tb testing.TB, opts Options) *Deployment {
 	if opts.AMQPURL == "" {
 		opts.AMQPURL = testenv.AMQPURL()
 	}
+	if opts.RedisURL == "" {
+		opts.RedisURL = testenv.RedisURL()
+	}
+	if opts.APIs == 0 {
+		opts.APIs = 1
+	}
 	d := &Deployment{TB: tb, NS: testenv.Namespace(tb, "e2e"), Opts: opts}
 	tb.Logf("namespace %s", d.NS)
-	d.Redis = testenv.Redis(tb, d.NS)
+	d.Redis = testenv.RedisAt(tb, opts.RedisURL, d.NS)
 	testenv.CleanupBroker(tb, d.Opts.AMQPURL, d.NS)
-	broker, err := amqp.Dial(opts.AMQPURL)
+	broker, err := testenv.DialAMQP(opts.AMQPURL)
 	require.NoError(tb, err, "rabbitmq %s", opts.AMQPURL)
 	d.broker = broker
 	tb.Cleanup(func() { _ = d.broker.Close() }) // Broker may have redialled it
@@ -136,6 +157,12 @@ func Setup(tb testing.TB, opts Options) *Deployment {
 
 	d.Addr = testenv.FreeAddr(tb)
 	d.API = d.start("api", bins.api)
+	d.Addrs, d.APIProcs = []string{d.Addr}, []*Proc{d.API}
+	for i := 2; i <= opts.APIs; i++ {
+		addr := testenv.FreeAddr(tb)
+		d.Addrs = append(d.Addrs, addr)
+		d.APIProcs = append(d.APIProcs, d.startWith(fmt.Sprintf("api%d", i), bins.api, "HTTP_ADDR="+addr))
+	}
 	for range opts.Workers {
 		d.StartWorker()
 	}
@@ -162,10 +189,12 @@ func (d *Deployment) StartAPI(name string) *Proc {
 // to consume the inbound queue.
 func (d *Deployment) WaitReady() {
 	d.TB.Helper()
-	WaitUntil(d.TB, StartTimeout, "api /readyz = 200", func() bool {
-		status, _ := d.get(d.Client, "/readyz")
-		return status == http.StatusOK
-	})
+	for _, addr := range d.apiAddrs() {
+		WaitUntil(d.TB, StartTimeout, "api "+addr+" /readyz = 200", func() bool {
+			status, _ := d.getAt(d.Client, addr, "/readyz")
+			return status == http.StatusOK
+		})
+	}
 	d.WaitConsumers(d.liveWorkers())
 }
 
@@ -180,7 +209,12 @@ func (d *Deployment) Readyz() (int, time.Duration) {
 // get GETs path with client and returns the status (0 and the error when
 // the request failed).
 func (d *Deployment) get(client *http.Client, path string) (int, error) {
-	resp, err := client.Get(d.URL(path))
+	return d.getAt(client, d.Addr, path)
+}
+
+// getAt is get from the api at addr.
+func (d *Deployment) getAt(client *http.Client, addr, path string) (int, error) {
+	resp, err := client.Get("http://" + addr + path)
 	if err != nil {
 		return 0, err
 	}
@@ -242,7 +276,7 @@ func (d *Deployment) QueueInfo(name string) (amqp.Queue, error) {
 // redials when a broker restart closed it.
 func (d *Deployment) Broker() (*amqp.Connection, error) {
 	if d.broker.IsClosed() {
-		conn, err := amqp.Dial(d.Opts.AMQPURL)
+		conn, err := testenv.DialAMQP(d.Opts.AMQPURL)
 		if err != nil {
 			return nil, err
 		}
@@ -273,7 +307,7 @@ func (d *Deployment) Environ() []string {
 	vars := map[string]string{
 		"NAMESPACE":          d.NS,
 		"HTTP_ADDR":          d.Addr,
-		"REDIS_URL":          testenv.RedisURL(),
+		"REDIS_URL":          d.Opts.RedisURL,
 		"AMQP_URL":           d.Opts.AMQPURL,
 		"SINKS":              "http",
 		"CALLBACK_URL":       d.Recv.URL(),
@@ -305,8 +339,20 @@ func (d *Deployment) Environ() []string {
 	return env
 }
 
-// URL is the api's URL for path.
-func (d *Deployment) URL(path string) string { return "http://" + d.Addr + path }
+// URL is the api's URL for path; with several apis (Options.APIs), each
+// call names the next one.
+func (d *Deployment) URL(path string) string {
+	addrs := d.apiAddrs()
+	return "http://" + addrs[d.next.Add(1)%uint64(len(addrs))] + path
+}
+
+// apiAddrs is every api's address: Addrs, or Addr alone.
+func (d *Deployment) apiAddrs() []string {
+	if len(d.Addrs) == 0 {
+		return []string{d.Addr}
+	}
+	return d.Addrs
+}
 
 // WaitUntil polls cond every 10ms until it holds; after timeout the test
 // fails, saying what it waited for.

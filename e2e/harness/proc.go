@@ -45,6 +45,12 @@ func StartProc(tb testing.TB, name string, cmd *exec.Cmd, emit func(line string)
 // stopped with SIGTERM (and must exit 0 within StopTimeout).
 func (d *Deployment) start(name, binary string) *Proc {
 	d.TB.Helper()
+	return d.startWith(name, binary)
+}
+
+// startWith is start with the variables env (NAME=value) over the rest.
+func (d *Deployment) startWith(name, binary string, env ...string) *Proc {
+	d.TB.Helper()
 	cmd := exec.Command(binary)
 	cmd.Env = d.Environ()
 	extra := d.Opts.WorkerEnv
@@ -54,6 +60,7 @@ func (d *Deployment) start(name, binary string) *Proc {
 	for k, v := range extra {
 		cmd.Env = append(cmd.Env, k+"="+v) // os/exec keeps the last of a duplicated variable
 	}
+	cmd.Env = append(cmd.Env, env...)
 	p := StartProc(d.TB, name, cmd, d.ProcessLog(name))
 	d.TB.Cleanup(func() { d.shutdown(p) })
 	return p

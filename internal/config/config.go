@@ -21,7 +21,9 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/lullhq/lull/internal/ingest"
+	"github.com/lullhq/lull/internal/keys"
 	"github.com/lullhq/lull/internal/provider/evolution"
+	"github.com/lullhq/lull/internal/queue"
 	"github.com/lullhq/lull/internal/redact"
 	"github.com/lullhq/lull/internal/redisconn"
 	"github.com/lullhq/lull/internal/sink"
@@ -35,6 +37,10 @@ type Config struct {
 	RedisURL  string `env:"REDIS_URL"`
 	AMQPURL   string `env:"AMQP_URL"`
 	Namespace string `env:"NAMESPACE"`
+	// Shards is SHARDS: how many shards conversations spread over (see
+	// keys.Shards); Redis records it and a process with another refuses
+	// to start (store.CheckShards).
+	Shards int `env:"SHARDS"`
 
 	QuietWindow      time.Duration `env:"QUIET_WINDOW"`
 	MaxWait          time.Duration `env:"MAX_WAIT"`
@@ -175,6 +181,7 @@ func Defaults() Config {
 		BodyLimit:       1 << 20,
 		PublishTimeout:  5 * time.Second,
 		Prefetch:        200,
+		Shards:          keys.DefaultShards,
 		DedupeWindow:    24 * time.Hour,
 		KeyTTL:          168 * time.Hour,
 		Lease:           30 * time.Second,
@@ -404,6 +411,9 @@ func (c Config) Validate() error {
 	if c.RetryMax < c.RetryMin {
 		bad("RETRY_BACKOFF_MAX", "%s must not be below RETRY_BACKOFF_MIN (%s)", c.RetryMax, c.RetryMin)
 	}
+	if c.Shards < 1 || c.Shards > keys.MaxShards {
+		bad("SHARDS", "%d must be between 1 and %d", c.Shards, keys.MaxShards)
+	}
 	if c.Prefetch < 1 || c.Prefetch > 65535 {
 		bad("PREFETCH", "%d must be between 1 and 65535", c.Prefetch)
 	}
@@ -616,8 +626,26 @@ func checkRedisURL(raw string) error {
 	return nil
 }
 
-// checkAMQPURL fully validates an AMQP URL as the client will read it.
+// checkAMQPURL fully validates AMQP_URL, one URL or the comma-separated
+// URLs of a cluster's nodes, as the client will read it.
 func checkAMQPURL(raw string) error {
+	nodes := queue.Nodes(raw)
+	if len(nodes) == 0 {
+		return errors.New("is empty")
+	}
+	for i, node := range nodes {
+		if err := checkAMQPNode(node); err != nil {
+			if len(nodes) == 1 {
+				return err
+			}
+			return fmt.Errorf("node %d of %d: %w", i+1, len(nodes), err)
+		}
+	}
+	return nil
+}
+
+// checkAMQPNode fully validates one node's AMQP URL.
+func checkAMQPNode(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return errors.New("is not a URL")

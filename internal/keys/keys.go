@@ -23,9 +23,26 @@ import (
 	"strings"
 )
 
-// Shards is how many shards conversations are spread over. It is part of
-// the key layout: changing it moves conversations to other keys.
-const Shards = 16
+// DefaultShards is SHARDS unset.
+const DefaultShards = 16
+
+// MaxShards bounds SHARDS: every poll of every worker reads each shard.
+const MaxShards = 1024
+
+// Shards is how many shards conversations are spread over (SHARDS). It is
+// part of the key layout: changing it moves conversations to other keys,
+// so Redis records it (store.CheckShards) and a process with another count
+// refuses to start. Set it once, with SetShards, before anything runs.
+var Shards = DefaultShards
+
+// SetShards sets Shards to n, 1 to MaxShards.
+func SetShards(n int) error {
+	if n < 1 || n > MaxShards {
+		return fmt.Errorf("shards %d must be between 1 and %d", n, MaxShards)
+	}
+	Shards = n
+	return nil
+}
 
 // Space builds the keys of one namespace.
 type Space struct {
@@ -40,12 +57,39 @@ func (s Space) Namespace() string { return s.ns }
 
 // Shard is the shard a conversation key lives in.
 func Shard(key string) int {
-	return int(crc32.ChecksumIEEE([]byte(key)) % Shards)
+	return int(crc32.ChecksumIEEE([]byte(key)) % uint32(Shards))
+}
+
+// Slot is the Redis Cluster hash slot of key: CRC16 (XMODEM) of its hash
+// tag, the first non-empty {...}, or of the whole key, modulo 16384. Every
+// key of a shard has the same slot, so each script runs on one node.
+func Slot(key string) int {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	var crc uint16
+	for i := 0; i < len(key); i++ {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return int(crc % 16384)
 }
 
 func (s Space) tag(shard int) string {
 	return fmt.Sprintf("%s:{s%02d}", s.ns, shard)
 }
+
+// ShardsKey is the string holding the namespace's shard count (SHARDS), as
+// the first process to start recorded it.
+func (s Space) ShardsKey() string { return s.ns + ":shards" }
 
 // Due is the sorted set of conversations waiting for their deadline in shard.
 func (s Space) Due(shard int) string { return s.tag(shard) + ":due" }

@@ -47,3 +47,23 @@ func TestParseBatchID(t *testing.T) {
 		}
 	}
 }
+
+func TestSlot_IsRedisClusterKeySlot(t *testing.T) {
+	t.Parallel()
+	// CLUSTER KEYSLOT answers of Redis 7.
+	require.Equal(t, 12182, keys.Slot("foo"))
+	require.Equal(t, 5061, keys.Slot("bar"))
+	require.Equal(t, keys.Slot("user1000"), keys.Slot("{user1000}.following"))
+	require.Equal(t, 8363, keys.Slot("foo{}{bar}"), "an empty first tag hashes the whole key")
+	require.NotEqual(t, keys.Slot("bar"), keys.Slot("foo{}{bar}"))
+	c := keys.New("lull").Conversation("a{b}:c")
+	for _, k := range []string{c.Due, c.Inflight, c.Buf, c.Meta, c.Seen, c.Batch, c.Last, c.Dead, c.Stats, c.DeadRecord(3)} {
+		require.Equal(t, keys.Slot(c.Due), keys.Slot(k), k)
+	}
+}
+
+func TestSetShards_Bounds(t *testing.T) {
+	t.Parallel()
+	require.Error(t, keys.SetShards(0))
+	require.Error(t, keys.SetShards(keys.MaxShards+1))
+}

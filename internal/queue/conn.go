@@ -25,10 +25,33 @@ const (
 )
 
 // dial opens a connection named name (shown by `rabbitmqctl list_connections
-// client_properties` and the management UI). ctx cancels the TCP connect;
-// the handshake is bounded by dialTimeout. Automatic recovery of amqp091-go
-// stays off: the publisher and the consumer reconnect themselves.
-func dial(ctx context.Context, url, name string) (*amqp.Connection, error) {
+// client_properties` and the management UI) to one of the nodes of urls
+// (see Nodes): each in turn, from a random one on, until one accepts. A
+// reconnect after a node died thus lands on a live node. ctx cancels the
+// TCP connects; each handshake is bounded by dialTimeout. Automatic
+// recovery of amqp091-go stays off: the publisher and the consumer
+// reconnect themselves.
+func dial(ctx context.Context, urls, name string) (*amqp.Connection, error) {
+	nodes := Nodes(urls)
+	if len(nodes) == 0 {
+		return nil, errors.New("dial: no AMQP URL")
+	}
+	var errs []error
+	for _, url := range dialOrder(nodes) {
+		conn, err := dialNode(ctx, url, name)
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+// dialNode opens a connection named name to the node at url.
+func dialNode(ctx context.Context, url, name string) (*amqp.Connection, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(name)
 	conn, err := amqp.DialConfig(url, amqp.Config{

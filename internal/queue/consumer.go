@@ -78,7 +78,7 @@ type Consumer struct {
 // that does not parse, a nil handle, a Prefetch out of range or a missing
 // Inbound retention.
 func NewConsumer(url, ns string, handle Handler, opts ConsumerOptions) (*Consumer, error) {
-	if _, err := amqp.ParseURI(url); err != nil {
+	if err := ParseNodes(url); err != nil {
 		return nil, fmt.Errorf("consume %s: parse AMQP URL: %w", InboundQueue(ns), err)
 	}
 	if handle == nil {

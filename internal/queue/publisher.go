@@ -205,7 +205,7 @@ type Health struct {
 // (among them a missing ConfirmTimeout, or a missing Inbound retention
 // when it declares the inbound topology).
 func NewPublisher(ctx context.Context, url, ns string, opts PublisherOptions) (*Publisher, error) {
-	if _, err := amqp.ParseURI(url); err != nil {
+	if err := ParseNodes(url); err != nil {
 		return nil, fmt.Errorf("new publisher: parse AMQP URL: %w", err)
 	}
 	if err := opts.validate(); err != nil {

@@ -162,7 +162,7 @@ func TestDeadLetter_RetentionIsTheOptionsGiven(t *testing.T) {
 	// Fill u1's shard up to its share with older entries (no records):
 	// the next dead letter trims exactly the oldest one.
 	shard := keys.Shard("u1")
-	const perShard = (10000 + keys.Shards - 1) / keys.Shards
+	perShard := (10000 + keys.Shards - 1) / keys.Shards
 	fill := tb.client.B().Zadd().Key(tb.buf.Keys().Dead(shard)).ScoreMember()
 	for i := range perShard - 1 {
 		fill = fill.ScoreMember(float64(t0-int64(perShard-i)), fmt.Sprintf("filler:%d", i))

@@ -41,7 +41,9 @@ func setup(t *testing.T, mutate ...func(*store.Options)) testBundle {
 	for _, m := range mutate {
 		m(&opts)
 	}
-	return testBundle{buf: store.New(client, ns, opts), client: client, ns: ns, clock: clock}
+	// slotCheck: every script call of every store test is checked for
+	// keys in one Redis Cluster slot.
+	return testBundle{buf: store.New(slotCheck{Client: client, t: t}, ns, opts), client: client, ns: ns, clock: clock}
 }
 
 // add buffers each text in conversation key, the text its own message id,

@@ -48,7 +48,7 @@ func CleanupBrokerEntities(tb testing.TB, url string, queues, exchanges func() [
 // Deleting one that does not exist is a no-op in RabbitMQ 3.x and later,
 // so no passive declare is needed first.
 func deleteEntities(url string, queues, exchanges []string) error {
-	conn, err := amqp.DialConfig(url, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	conn, err := DialAMQP(url)
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
 	}
@@ -70,4 +70,18 @@ func deleteEntities(url string, queues, exchanges []string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// DialAMQP connects to the first node of urls (AMQP_URL: one URL, or a
+// cluster's nodes, comma-separated) that answers.
+func DialAMQP(urls string) (*amqp.Connection, error) {
+	var errs []error
+	for _, url := range queue.Nodes(urls) {
+		conn, err := amqp.DialConfig(url, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, fmt.Errorf("dial %d AMQP node(s): %w", len(queue.Nodes(urls)), errors.Join(errs...))
 }

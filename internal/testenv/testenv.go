@@ -43,14 +43,21 @@ func Namespace(t testing.TB, prefix string) string {
 // namespace ns (and only those) and closes the client.
 func Redis(t testing.TB, ns string) rueidis.Client {
 	t.Helper()
-	opt, err := rueidis.ParseURL(RedisURL())
+	return RedisAt(t, RedisURL(), ns)
+}
+
+// RedisAt is Redis for the Redis at url (a Redis Cluster too: then the keys
+// are deleted from every master).
+func RedisAt(t testing.TB, url, ns string) rueidis.Client {
+	t.Helper()
+	opt, err := rueidis.ParseURL(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	opt.DisableCache = true
 	client, err := rueidis.NewClient(opt)
 	if err != nil {
-		t.Fatalf("redis %s: %v", RedisURL(), err)
+		t.Fatalf("redis %s: %v", url, err)
 	}
 	t.Cleanup(func() {
 		DeleteNamespace(context.Background(), client, ns)
@@ -59,8 +66,26 @@ func Redis(t testing.TB, ns string) rueidis.Client {
 	return client
 }
 
-// Keys lists every key of namespace ns.
+// Keys lists every key of namespace ns (of every node, on a Redis Cluster:
+// replicas answer with their masters' keys, which only repeats some).
 func Keys(ctx context.Context, client rueidis.Client, ns string) []string {
+	if client.Mode() != rueidis.ClientModeCluster {
+		return scanKeys(ctx, client, ns)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, node := range client.Nodes() {
+		for _, k := range scanKeys(ctx, node, ns) {
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, k)
+			}
+		}
+	}
+	return out
+}
+
+func scanKeys(ctx context.Context, client rueidis.Client, ns string) []string {
 	var out []string
 	var cursor uint64
 	for {

@@ -1,0 +1,51 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lullhq/lull/internal/keys"
+	"github.com/lullhq/lull/internal/store"
+	"github.com/lullhq/lull/internal/testenv"
+)
+
+func TestCheckShards_RecordsTheFirstAndRefusesAnother(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ns := testenv.Namespace(t, "shards")
+	client := testenv.Redis(t, ns)
+	require.NoError(t, store.CheckShards(ctx, client, ns, 16))
+	require.NoError(t, store.CheckShards(ctx, client, ns, 16), "the same count again")
+	err := store.CheckShards(ctx, client, ns, 32)
+	require.ErrorIs(t, err, store.ErrShardsDiffer)
+	require.ErrorContains(t, err, "SHARDS=16")
+	n, err := store.RecordedShards(ctx, client, ns)
+	require.NoError(t, err)
+	require.Equal(t, 16, n)
+}
+
+// The documented way to change SHARDS: drain, ChangeShards, restart with it.
+func TestChangeShards_OnlyWhenDrained(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ns := testenv.Namespace(t, "shards")
+	client := testenv.Redis(t, ns)
+	require.NoError(t, store.CheckShards(ctx, client, ns, keys.DefaultShards))
+
+	// A conversation buffering in shard 3 of the 16, and a dead letter in shard 15.
+	space := keys.New(ns)
+	require.NoError(t, client.Do(ctx, client.B().Zadd().Key(space.Due(3)).ScoreMember().ScoreMember(1, "u").Build()).Error())
+	require.NoError(t, client.Do(ctx, client.B().Zadd().Key(space.Dead(15)).ScoreMember().ScoreMember(1, "v:1").Build()).Error())
+	err := store.ChangeShards(ctx, client, ns, 48)
+	require.ErrorIs(t, err, store.ErrNotDrained)
+	require.ErrorContains(t, err, "1 buffering conversations, 0 batches in flight, 1 dead letters")
+	require.ErrorIs(t, store.CheckShards(ctx, client, ns, 48), store.ErrShardsDiffer, "still 16")
+
+	require.NoError(t, client.Do(ctx, client.B().Del().Key(space.Due(3), space.Dead(15)).Build()).Error())
+	require.NoError(t, store.ChangeShards(ctx, client, ns, 48))
+	require.NoError(t, store.CheckShards(ctx, client, ns, 48))
+	require.ErrorIs(t, store.CheckShards(ctx, client, ns, 16), store.ErrShardsDiffer)
+	require.Error(t, store.ChangeShards(ctx, client, ns, 0))
+}
