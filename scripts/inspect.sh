@@ -17,7 +17,6 @@ if [ -z "$key" ]; then
 fi
 ns=${NAMESPACE:-lull}
 url=${REDIS_URL:-redis://127.0.0.1:6379/0}
-shards=16 # keys.Shards
 
 # crc32_ieee prints the IEEE CRC-32 of $1's bytes as an unsigned integer.
 crc32_ieee() {
@@ -30,6 +29,11 @@ crc32_ieee() {
 }
 
 rcli() { redis-cli -u "$url" --no-auth-warning --raw "$@"; }
+
+# SHARDS as the namespace's first process recorded it (<ns>:shards), else
+# the environment's, else the default (keys.DefaultShards).
+shards=$(rcli GET "$ns:shards" 2>/dev/null)
+case $shards in '' | *[!0-9]*) shards=${SHARDS:-16} ;; esac
 
 # human MS prints Unix milliseconds as a UTC time.
 human() {
