@@ -241,14 +241,6 @@ func presence(res *provider.Result, instance string, raw json.RawMessage, receiv
 	if err != nil {
 		return err
 	}
-	meta := provider.Meta{}
-	meta.Str("presence", state)
-	res.Envelopes = append(res.Envelopes, ingest.Envelope{Key: key, Kind: ingest.KindTyping, Message: batch.Message{
-		ReceivedAt: batch.FormatTime(receivedAt),
-		Source:     Source,
-		From:       provider.Truncate(typing, ingest.MaxKeyBytes),
-		To:         instance,
-		Metadata:   meta.JSON(),
-	}})
+	res.Envelopes = append(res.Envelopes, provider.Typing(Source, key, typing, instance, state, receivedAt))
 	return nil
 }

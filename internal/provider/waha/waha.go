@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lullhq/lull/internal/batch"
 	"github.com/lullhq/lull/internal/ingest"
 	"github.com/lullhq/lull/internal/provider"
 )
@@ -128,14 +127,6 @@ func presence(res *provider.Result, session string, raw json.RawMessage, receive
 	if err != nil {
 		return err
 	}
-	meta := provider.Meta{}
-	meta.Str("presence", state)
-	res.Envelopes = append(res.Envelopes, ingest.Envelope{Key: key, Kind: ingest.KindTyping, Message: batch.Message{
-		ReceivedAt: batch.FormatTime(receivedAt),
-		Source:     Source,
-		From:       provider.Truncate(typing, ingest.MaxKeyBytes),
-		To:         session,
-		Metadata:   meta.JSON(),
-	}})
+	res.Envelopes = append(res.Envelopes, provider.Typing(Source, key, typing, session, state, receivedAt))
 	return nil
 }

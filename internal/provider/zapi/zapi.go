@@ -151,14 +151,6 @@ func presence(res *provider.Result, cb *callback, receivedAt time.Time) error {
 	if err != nil {
 		return err
 	}
-	meta := provider.Meta{}
-	meta.Str("presence", strings.ToLower(status))
-	res.Envelopes = append(res.Envelopes, ingest.Envelope{Key: key, Kind: ingest.KindTyping, Message: batch.Message{
-		ReceivedAt: batch.FormatTime(receivedAt),
-		Source:     Source,
-		From:       phone,
-		To:         instance,
-		Metadata:   meta.JSON(),
-	}})
+	res.Envelopes = append(res.Envelopes, provider.Typing(Source, key, phone, instance, strings.ToLower(status), receivedAt))
 	return nil
 }
