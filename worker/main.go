@@ -166,10 +166,15 @@ func run() int {
 
 	// Shutdown, in order, each step after the one before has ended:
 	//  1. readiness turns 503;
-	//  2. the consumer stops: nothing new arrives, and the broker requeues
-	//     what was handed out but not settled;
-	//  3. the appender's lanes finish the message each holds and requeue
-	//     the rest;
+	//  2. the appender's lanes finish the Redis call each is making and
+	//     release the rest (queue.Release), as they do whatever the
+	//     consumer still hands them: nothing is appended from here on;
+	//  3. the consumer sends the acks still waiting and closes its channel
+	//     without cancelling first: the broker gives back everything not
+	//     acked at once, in queue order, and only then makes the next
+	//     worker the queue's active consumer (the inbound queue has a
+	//     single active consumer), so no other worker appends a
+	//     conversation's later message before this one's earlier one;
 	//  4. the scheduler and the reclaimer stop claiming; the deliveries they
 	//     started see their context end and start no new attempt;
 	//  5. the deliveries under way finish, up to SHUTDOWN_TIMEOUT (a batch
@@ -180,8 +185,8 @@ func run() int {
 	if hs != nil {
 		hs.SetStopping()
 	}
-	consumer.Stop()
 	app.Stop()
+	consumer.Stop()
 	startstop.StopAllParallel(sched, reclaim)
 	waitCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()

@@ -233,11 +233,23 @@ func (d *Deployment) liveWorkers() int {
 	return n
 }
 
-// WaitConsumers waits until the inbound queue has exactly n consumers.
+// WaitConsumers waits until n workers are subscribed to the inbound queue
+// (their logs say so) and, n > 0, the queue has its one active consumer
+// (the inbound queue has a single active consumer: the broker counts only
+// that one).
 func (d *Deployment) WaitConsumers(n int) {
 	d.TB.Helper()
-	d.WaitQueue(queue.InboundQueue(d.NS), fmt.Sprintf("%d consumer(s)", n), func(q amqp.Queue) bool {
-		return q.Consumers == n
+	WaitUntil(d.TB, StartTimeout, fmt.Sprintf("%d worker(s) subscribed", n), func() bool {
+		subscribed := 0
+		for _, w := range d.Workers {
+			if w.Subscribed() {
+				subscribed++
+			}
+		}
+		return subscribed == n
+	})
+	d.WaitQueue(queue.InboundQueue(d.NS), fmt.Sprintf("%d active consumer(s)", min(n, 1)), func(q amqp.Queue) bool {
+		return q.Consumers == min(n, 1)
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,6 +21,10 @@ type Proc struct {
 	cmd      *exec.Cmd
 	done     chan struct{} // closed once the process exited and its output was read
 	stopping atomic.Bool   // the test asked it to exit (SIGTERM or SIGKILL)
+	// subscribed: a worker's consumer is subscribed to the inbound queue,
+	// as its log says (the queue's consumer count shows only the active
+	// one of its single active consumer).
+	subscribed *atomic.Bool
 }
 
 // StartProc starts cmd, handing each line of its output (stdout and
@@ -61,9 +66,26 @@ func (d *Deployment) startWith(name, binary string, env ...string) *Proc {
 		cmd.Env = append(cmd.Env, k+"="+v) // os/exec keeps the last of a duplicated variable
 	}
 	cmd.Env = append(cmd.Env, env...)
-	p := StartProc(d.TB, name, cmd, d.ProcessLog(name))
+	subscribed := &atomic.Bool{}
+	log := d.ProcessLog(name)
+	p := StartProc(d.TB, name, cmd, func(line string) {
+		switch {
+		case strings.Contains(line, `msg="consumer subscribed"`):
+			subscribed.Store(true)
+		case strings.Contains(line, `msg="consumer disconnected`), strings.Contains(line, `msg="consumer stopped"`):
+			subscribed.Store(false)
+		}
+		log(line)
+	})
+	p.subscribed = subscribed
 	d.TB.Cleanup(func() { d.shutdown(p) })
 	return p
+}
+
+// Subscribed reports whether the process is a worker whose consumer is
+// subscribed to the inbound queue (active or standing by), as its log says.
+func (p *Proc) Subscribed() bool {
+	return p.subscribed != nil && p.subscribed.Load() && !p.Exited()
 }
 
 // ProcessLog is where the output of the process name goes: the test log,

@@ -7,8 +7,9 @@
 // message to Handle, which queues it to the lane of its conversation (one
 // lane per conversation hash, so a conversation's messages are appended in
 // queue order) and blocks while that lane is full. Start launches the lanes;
-// Stop lets each lane finish the Redis call it is making and requeues what
-// the lanes still hold. Each message's outcome is decided once, by step (by
+// Stop lets each lane finish the Redis call it is making and releases what
+// the lanes still hold (queue.Release: the consumer's channel close gives
+// it back in queue order). Each message's outcome is decided once, by step (by
 // typing for a typing event), and sent from one place, settle.
 package appender
 
@@ -124,9 +125,11 @@ func New(buf *store.Store, opts Options) *Appender {
 
 // Start launches the lanes and returns at once. They run until Stop (or the
 // end of ctx): then each lane finishes the Redis call under way for the
-// message it is processing (a change still failing is requeued rather than
+// message it is processing (a change still failing is released rather than
 // retried), and what the lanes still hold, or Handle is still trying to
-// queue, is requeued.
+// queue, or Handle gets from then on, is released (queue.Release): nothing
+// is appended after Stop, and the consumer's close gives all of it back to
+// the queue in queue order. Stop the appender before the consumer.
 func (a *Appender) Start(ctx context.Context) error {
 	ctx, ok, started, stopped := a.StartInit(ctx)
 	if !ok {
@@ -151,7 +154,7 @@ func (a *Appender) Start(ctx context.Context) error {
 		a.handling.Wait()
 		wg.Wait()
 		for _, lane := range a.lanes {
-			a.requeueAll(lane)
+			a.releaseAll(lane)
 		}
 	}()
 	return nil
@@ -159,9 +162,9 @@ func (a *Appender) Start(ctx context.Context) error {
 
 // Handle takes one message with its body. A body that can never be
 // processed is rejected at once; the rest are queued to their
-// conversation's lane. It blocks while that lane is full, and requeues the
-// message when the appender is stopping, stopped or not started yet (start
-// it before the consumer).
+// conversation's lane. It blocks while that lane is full, releases the
+// message when the appender is stopping or stopped, and requeues it when
+// the appender was never started (start it before the consumer).
 func (a *Appender) Handle(body []byte, m Settler) {
 	env, err := ingest.Decode(body)
 	if err != nil {
@@ -173,8 +176,12 @@ func (a *Appender) Handle(body []byte, m Settler) {
 	a.mu.Lock()
 	if a.done == nil || a.stopping {
 		// Not started, or stopping: no lane will take it.
+		o := queue.Release
+		if a.done == nil {
+			o = queue.Requeue
+		}
 		a.mu.Unlock()
-		a.settle(j, queue.Requeue)
+		a.settle(j, o)
 		return
 	}
 	done := a.done
@@ -186,7 +193,7 @@ func (a *Appender) Handle(body []byte, m Settler) {
 	select {
 	case a.lanes[h.Sum32()%uint32(len(a.lanes))] <- j:
 	case <-done:
-		a.settle(j, queue.Requeue)
+		a.settle(j, queue.Release)
 	}
 }
 
@@ -196,10 +203,10 @@ func (a *Appender) Handle(body []byte, m Settler) {
 func (a *Appender) work(ctx context.Context, lane chan job) {
 	var pending []pendingJob // taken from lane, not settled yet, in lane order
 	defer func() {
-		// Stopping: what was taken and not settled goes back, in order,
-		// before what the lane still holds (Start requeues that).
+		// Stopping: what was taken and not settled is released, like
+		// what the lane still holds (Start releases that).
 		for _, p := range pending {
-			a.settle(p.job, queue.Requeue)
+			a.settle(p.job, queue.Release)
 		}
 	}()
 	for {
@@ -254,7 +261,7 @@ func (a *Appender) step(ctx context.Context, pending []pendingJob) (_ []pendingJ
 		j := pending[0].job
 		o := a.typing(ctx, j)
 		a.settle(j, o)
-		return pending[1:], o == queue.Requeue && ctx.Err() != nil
+		return pending[1:], o == queue.Release
 	}
 
 	// This round's jobs: the first job of each conversation, typing
@@ -316,7 +323,7 @@ func (a *Appender) step(ctx context.Context, pending []pendingJob) (_ []pendingJ
 	}
 	clear(pending[len(rest):]) // drop the settled jobs' references
 	if worst > 0 && backoff.Sleep(ctx, a.retry.Delay(worst)) != nil {
-		// Still failing when the stop came: requeued, not retried.
+		// Still failing when the stop came: released, not retried.
 		return rest, true
 	}
 	return rest, false
@@ -401,12 +408,12 @@ func (a *Appender) observeRound(res []store.Appended, errs []error, took time.Du
 	a.obs.Appended(stored, duplicates, failed, took)
 }
 
-// requeueAll requeues what lane holds.
-func (a *Appender) requeueAll(lane chan job) {
+// releaseAll releases what lane holds.
+func (a *Appender) releaseAll(lane chan job) {
 	for {
 		select {
 		case j := <-lane:
-			a.settle(j, queue.Requeue)
+			a.settle(j, queue.Release)
 		default:
 			return
 		}
@@ -415,7 +422,7 @@ func (a *Appender) requeueAll(lane chan job) {
 
 // typing extends the quiet window of a typing user, retrying Redis errors
 // with backoff, and says how to settle its message: Ack once applied,
-// Requeue when stopping before that or on a panic.
+// Release when stopping before that, Requeue on a panic.
 func (a *Appender) typing(ctx context.Context, j job) (o queue.Outcome) {
 	defer func() {
 		// A panic becomes a requeue: the quorum queue's delivery limit
@@ -437,7 +444,7 @@ func (a *Appender) typing(ctx context.Context, j job) (o queue.Outcome) {
 			break
 		}
 	}
-	return queue.Requeue
+	return queue.Release
 }
 
 // control applies one control event: a typing hint extends the quiet

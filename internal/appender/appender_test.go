@@ -156,7 +156,7 @@ func TestHandle_RetriesUntilRedisTakesTheAppend(t *testing.T) {
 // the lane fills up until Handle blocks. Stop requeues all of them: the one
 // in process, those the lane holds, the one Handle was blocked on, and
 // those handed in after.
-func TestStop_RequeuesWhatTheLanesHold(t *testing.T) {
+func TestStop_ReleasesWhatTheLanesHold(t *testing.T) {
 	t.Parallel()
 	redis := testenv.StartRedisServer(t)
 	ns := testenv.Namespace(t, "appender")
@@ -207,12 +207,12 @@ func TestStop_RequeuesWhatTheLanesHold(t *testing.T) {
 		t.Fatal("Handle still blocked after Stop")
 	}
 	for i, s := range all {
-		require.Equal(t, []queue.Outcome{queue.Requeue}, s.get(), "message %d", i)
+		require.Equal(t, []queue.Outcome{queue.Release}, s.get(), "message %d", i)
 	}
 
 	after := &settled{}
 	a.Handle(envelope(t, "u1", "late", "oi"), after)
-	require.Equal(t, []queue.Outcome{queue.Requeue}, after.get(), "after Stop: requeued")
+	require.Equal(t, []queue.Outcome{queue.Release}, after.get(), "after Stop: released")
 	redis.AcceptWrites(t)
 	require.Empty(t, buffered(t, redis.Client, ns, "u1"))
 }
@@ -233,7 +233,7 @@ func TestStop_LetsTheLaneFinishItsMessage(t *testing.T) {
 	for i, s := range all {
 		got := s.get()
 		require.Len(t, got, 1, "message %d settled once", i)
-		require.Contains(t, []queue.Outcome{queue.Ack, queue.Requeue}, got[0])
+		require.Contains(t, []queue.Outcome{queue.Ack, queue.Release}, got[0])
 		if got[0] == queue.Ack {
 			acked++
 		}

@@ -108,18 +108,14 @@ func decode(t *testing.T, resp *http.Response) map[string]any {
 func (tb testBundle) queued(t *testing.T) []ingest.Envelope {
 	t.Helper()
 	var out []ingest.Envelope
-	for {
-		d, ok, err := tb.ch.Get(queue.InboundQueue(tb.ns), true)
-		require.NoError(t, err)
-		if !ok {
-			return out
-		}
+	for _, d := range testenv.Drain(t, tb.ch, queue.InboundQueue(tb.ns)) {
 		e, err := ingest.Decode(d.Body)
 		require.NoError(t, err)
 		require.Equal(t, e.Message.ID, d.MessageId)
 		require.Equal(t, amqp.Persistent, d.DeliveryMode)
 		out = append(out, e)
 	}
+	return out
 }
 
 func TestWebhook_AcceptedOnlyOnceDurable(t *testing.T) {

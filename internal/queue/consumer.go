@@ -126,11 +126,14 @@ var errLost = errors.New("queue: consumer connection lost")
 // re-declares the topology; messages of the old channel then fail to
 // settle and the broker redelivers them.
 //
-// Stop (or the end of ctx) cancels the subscription, gives back what the
-// broker sent but the handler never got, waits up to DrainTimeout for the
-// messages handed to the handler to be settled, sends the acks still
-// waiting to be coalesced (see Message.Settle), and closes channel and
-// connection. A problem a retry cannot fix ends the consumer on its own:
+// Stop (or the end of ctx) stops handing out messages, waits up to
+// DrainTimeout for the messages handed to the handler to be settled (or
+// released, see Release), sends the acks still waiting to be coalesced
+// (see Message.Settle), and closes channel and connection: the broker
+// gives back everything not acked, in delivery order, to the queue's next
+// active consumer. Stop the handler first (the worker stops its appender,
+// which releases what it holds), so that nothing is appended after the
+// close. A problem a retry cannot fix ends the consumer on its own:
 // Stopped() closes and Err says why.
 func (c *Consumer) Start(ctx context.Context) error {
 	return c.StartFunc(ctx, func(ctx context.Context) {
@@ -209,7 +212,7 @@ func (c *Consumer) consume(ctx context.Context) (bool, error) {
 		select {
 		case <-ctx.Done():
 			c.ready.Store(false)
-			c.shutdown(sess, tag, deliveries)
+			c.shutdown(sess)
 			if err := ch.Close(); err != nil {
 				c.log.Warn("consumer channel close failed", slog.Any("error", err))
 			}
@@ -238,21 +241,18 @@ func errOrClosed(e *amqp.Error) error {
 	return e
 }
 
-// shutdown ends a session in the order that loses nothing: stop the
-// broker sending, give back what arrived but was never handed out, let
-// handed-out deliveries settle, send the acks still waiting, then let the
-// caller close the channel.
-func (c *Consumer) shutdown(sess *session, tag string, deliveries <-chan amqp.Delivery) {
+// shutdown ends a session in the order that loses nothing and keeps the
+// queue's order: let handed-out deliveries settle (or be released), send
+// the acks still waiting, then let the caller close the channel. It does
+// not cancel the subscription first: with a single active consumer a
+// cancel would make the next consumer active while this one still holds
+// messages, and that consumer could append a conversation's later message
+// before this one appends an earlier one. Closing the channel gives every
+// message not acked back at once (what arrived but was never handed out,
+// what the handler released), in delivery order, and only then does the
+// next consumer get the queue.
+func (c *Consumer) shutdown(sess *session) {
 	defer sess.finish()
-	if err := sess.ch.Cancel(tag, false); err != nil {
-		c.log.Warn("consumer cancel failed", slog.Any("error", err))
-		return
-	}
-	// After basic.cancel-ok amqp091-go still hands out what it buffered,
-	// then closes the stream.
-	for d := range deliveries {
-		_ = d.Nack(false, true)
-	}
 	deadline := time.NewTimer(c.opts.DrainTimeout)
 	defer deadline.Stop()
 	for sess.pending.Load() > 0 {

@@ -34,6 +34,15 @@ const (
 	// Reject: the message can never be handled (poison); the broker moves it
 	// to DeadLetterQueue at once.
 	Reject
+	// Release: the message is given back without a frame: the broker
+	// requeues it when the consumer closes its channel (Stop, or a lost
+	// connection), together with every other message of the channel not
+	// acked, in delivery order. The queue's next active consumer then gets
+	// them first, in the order they came, where a Requeue (sent at once,
+	// while this consumer is still the active one) would come back to this
+	// consumer behind the messages it already holds. What a stopping
+	// handler settles the messages it will not handle with.
+	Release
 )
 
 // String names the outcome, for logs.
@@ -45,6 +54,8 @@ func (o Outcome) String() string {
 		return "requeue"
 	case Reject:
 		return "reject"
+	case Release:
+		return "release"
 	}
 	return "Outcome(" + strconv.Itoa(int(o)) + ")"
 }
@@ -153,6 +164,11 @@ func (s *session) settle(tag uint64, o Outcome) error {
 	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if o == Release {
+		// Nothing is sent: the entry stays handed out, so no multiple ack
+		// passes it, and the channel's close gives the message back.
+		return nil
+	}
 	if s.closed || s.ch.IsClosed() {
 		return amqp.ErrClosed
 	}
@@ -327,7 +343,8 @@ type Message struct {
 
 // Settle tells the broker the message's outcome. Only the first Settle of a
 // message is sent; later ones return ErrSettled. An outcome that is not
-// Ack, Requeue or Reject is an error and leaves the message unsettled.
+// Ack, Requeue, Reject or Release is an error and leaves the message
+// unsettled.
 //
 // Requeue and Reject are sent before Settle returns. An Ack may be sent a
 // moment later, together with the acks of other messages of the channel
@@ -336,7 +353,7 @@ type Message struct {
 // a message settled after its channel closed (Settle then fails).
 func (m Message) Settle(o Outcome) error {
 	switch o {
-	case Ack, Requeue, Reject:
+	case Ack, Requeue, Reject, Release:
 	default:
 		return fmt.Errorf("settle message %s: unknown outcome %v", m.MessageID, o)
 	}

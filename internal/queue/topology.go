@@ -5,9 +5,14 @@
 //
 // Topology of namespace ns:
 //
-//	<ns>.inbound       durable quorum queue, fed through the default exchange;
-//	                   dead-letters to <ns>.inbound.dlx, at the latest after
-//	                   50 deliveries (poison that crashes the consumer)
+//	<ns>.inbound       durable quorum queue, fed through the default exchange,
+//	                   with a single active consumer (x-single-active-consumer:
+//	                   of the workers subscribed, one at a time gets messages,
+//	                   so a conversation's messages are appended in queue order
+//	                   by one process; the others stand by and take over, in
+//	                   order, when it goes); dead-letters to <ns>.inbound.dlx,
+//	                   at the latest after 50 deliveries (poison that crashes
+//	                   the consumer)
 //	<ns>.inbound.dlx   durable fanout exchange
 //	<ns>.inbound.dead  durable quorum queue bound to <ns>.inbound.dlx, with
 //	                   x-message-ttl and x-max-length (TopologyOptions): poison
@@ -99,83 +104,131 @@ func (o TopologyOptions) logTo(log *slog.Logger) TopologyOptions {
 	return o
 }
 
-// errDeadQueueDiffers marks a PRECONDITION_FAILED on the dead-letter queue:
-// it exists with other arguments (a deployment from before its retention).
-var errDeadQueueDiffers = errors.New("exists with other arguments")
+// errQueueDiffers marks a PRECONDITION_FAILED on a queue that exists with
+// other arguments (declared by an earlier lull): the dead-letter queue
+// before its retention, the inbound queue before its single active
+// consumer.
+var errQueueDiffers = errors.New("exists with other arguments")
 
-// declare declares the topology of ns on ch; with deadAsIs it takes the
-// dead-letter queue as it exists (a passive declare) instead of declaring
-// its arguments.
-func declare(ch *amqp.Channel, ns string, o TopologyOptions, deadAsIs bool) error {
+// queueDiffers is the error of a declaration of queue refused because
+// the queue exists with other arguments.
+type queueDiffers struct {
+	queue string
+	err   error
+}
+
+func (e *queueDiffers) Error() string {
+	return fmt.Sprintf("declare queue %s: %v: %v", e.queue, errQueueDiffers, e.err)
+}
+
+func (e *queueDiffers) Unwrap() []error { return []error{errQueueDiffers, e.err} }
+
+// declareQueue declares queue with args, or, when asIs, takes it as it
+// exists (a passive declare). A refusal because it exists with other
+// arguments is a *queueDiffers.
+func declareQueue(ch *amqp.Channel, queue string, args amqp.Table, asIs bool) error {
+	if asIs {
+		if _, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil); err != nil {
+			return fmt.Errorf("declare queue %s passively: %w", queue, err)
+		}
+		return nil
+	}
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, args); err != nil {
+		var aerr *amqp.Error
+		if errors.As(err, &aerr) && aerr.Code == amqp.PreconditionFailed {
+			return &queueDiffers{queue: queue, err: err}
+		}
+		return fmt.Errorf("declare queue %s: %w", queue, err)
+	}
+	return nil
+}
+
+// declare declares the topology of ns on ch, taking the queues in asIs as
+// they exist instead of declaring their arguments.
+func declare(ch *amqp.Channel, ns string, o TopologyOptions, asIs map[string]bool) error {
 	dlx, dead, inbound := DeadLetterExchange(ns), DeadLetterQueue(ns), InboundQueue(ns)
 	if err := ch.ExchangeDeclare(dlx, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare exchange %s: %w", dlx, err)
 	}
-	if deadAsIs {
-		if _, err := ch.QueueDeclarePassive(dead, true, false, false, false, nil); err != nil {
-			return fmt.Errorf("declare queue %s passively: %w", dead, err)
-		}
-	} else if _, err := ch.QueueDeclare(dead, true, false, false, false, amqp.Table{
+	if err := declareQueue(ch, dead, amqp.Table{
 		amqp.QueueTypeArg:       amqp.QueueTypeQuorum,
 		amqp.QueueMessageTTLArg: o.DeadLetterTTL.Milliseconds(),
 		amqp.QueueMaxLenArg:     int64(o.DeadLetterMax),
-	}); err != nil {
-		var aerr *amqp.Error
-		if errors.As(err, &aerr) && aerr.Code == amqp.PreconditionFailed {
-			return fmt.Errorf("declare queue %s: %w: %w", dead, errDeadQueueDiffers, err)
-		}
-		return fmt.Errorf("declare queue %s: %w", dead, err)
+	}, asIs[dead]); err != nil {
+		return err
 	}
 	if err := ch.QueueBind(dead, "", dlx, false, nil); err != nil {
 		return fmt.Errorf("bind queue %s to %s: %w", dead, dlx, err)
 	}
-	if _, err := ch.QueueDeclare(inbound, true, false, false, false, amqp.Table{
-		amqp.QueueTypeArg:        amqp.QueueTypeQuorum,
-		"x-dead-letter-exchange": dlx,
-		"x-delivery-limit":       int32(DeliveryLimit),
-	}); err != nil {
-		return fmt.Errorf("declare queue %s: %w", inbound, err)
-	}
-	return nil
+	return declareQueue(ch, inbound, amqp.Table{
+		amqp.QueueTypeArg:            amqp.QueueTypeQuorum,
+		amqp.SingleActiveConsumerArg: true,
+		"x-dead-letter-exchange":     dlx,
+		"x-delivery-limit":           int32(DeliveryLimit),
+	}, asIs[inbound])
 }
 
 // InboundTopology is the topology of namespace ns (see the package
 // comment) with opts' retention, as given: what the api's Publisher and the
 // worker's Consumer declare on every (re)connect. It is idempotent.
 //
-// A dead-letter queue that already exists with other arguments (declared
-// before it had a retention, or with another DEAD_LETTER_TTL /
-// DEAD_LETTER_MAX) makes the broker refuse the declaration with
-// PRECONDITION_FAILED and close the channel. Redeclaring a queue never
-// changes its arguments, so InboundTopology then declares everything again
-// on a new channel, taking that queue as it is, and logs once per process
-// how to apply the retention (a policy, or deleting the empty queue). Any
-// other failure is returned.
+// A queue that already exists with other arguments makes the broker
+// refuse the declaration with PRECONDITION_FAILED and close the channel:
+// a dead-letter queue declared before it had a retention, or with another
+// DEAD_LETTER_TTL / DEAD_LETTER_MAX, or an inbound queue declared before it
+// had a single active consumer. Redeclaring a queue never changes its
+// arguments, so InboundTopology then declares everything again on a new
+// channel, taking that queue as it is, and logs once per process what that
+// costs and how to apply the arguments (a policy, or deleting the empty
+// queue). Any other failure is returned.
 func InboundTopology(ns string, opts TopologyOptions) Topology {
 	o := opts.logTo(slog.Default())
 	return func(conn *amqp.Connection) error {
-		err := OnChannel(func(ch *amqp.Channel) error { return declare(ch, ns, o, false) })(conn)
-		if !errors.Is(err, errDeadQueueDiffers) {
-			return err
+		asIs := map[string]bool{}
+		var refused []error
+		for {
+			err := OnChannel(func(ch *amqp.Channel) error { return declare(ch, ns, o, asIs) })(conn)
+			var differs *queueDiffers
+			if !errors.As(err, &differs) || asIs[differs.queue] || !tolerated(ns, differs) {
+				if err != nil && len(refused) > 0 {
+					// Not there after all: the arguments themselves were refused.
+					return fmt.Errorf("%w; then %w", errors.Join(refused...), err)
+				}
+				if err == nil {
+					for _, why := range refused {
+						warnQueueArgs(conn, ns, o, why)
+					}
+				}
+				return err
+			}
+			asIs[differs.queue] = true
+			refused = append(refused, err)
 		}
-		if err2 := OnChannel(func(ch *amqp.Channel) error { return declare(ch, ns, o, true) })(conn); err2 != nil {
-			// Not there after all: the arguments themselves were refused.
-			return fmt.Errorf("%w; then %w", err, err2)
-		}
-		warnDeadQueueArgs(conn, ns, o, err)
-		return nil
 	}
 }
 
-// deadQueueWarned holds the dead-letter queues already warned about, so a
-// process says it once, not on every reconnect.
-var deadQueueWarned sync.Map
+// tolerated reports whether a queue that exists with other arguments is
+// taken as it is: the dead-letter queue whatever differs, the inbound
+// queue only when what differs is its single active consumer (the queue
+// of an earlier lull), never its type.
+func tolerated(ns string, differs *queueDiffers) bool {
+	return differs.queue == DeadLetterQueue(ns) ||
+		strings.Contains(differs.err.Error(), amqp.SingleActiveConsumerArg)
+}
 
-// warnDeadQueueArgs tells the operator, once per queue and process, that
-// the dead-letter queue keeps its old arguments, and how to bound it.
-func warnDeadQueueArgs(conn *amqp.Connection, ns string, o TopologyOptions, why error) {
-	dead := DeadLetterQueue(ns)
-	if _, warned := deadQueueWarned.LoadOrStore(dead, true); warned {
+// queueWarned holds the queues already warned about, so a process says it
+// once, not on every reconnect.
+var queueWarned sync.Map
+
+// warnQueueArgs tells the operator, once per queue and process, that a
+// queue keeps its old arguments (why is its *queueDiffers), what that
+// costs, and how to apply the new ones.
+func warnQueueArgs(conn *amqp.Connection, ns string, o TopologyOptions, why error) {
+	var differs *queueDiffers
+	if !errors.As(why, &differs) {
+		return
+	}
+	if _, warned := queueWarned.LoadOrStore(differs.queue, true); warned {
 		return
 	}
 	reason := why.Error()
@@ -183,15 +236,27 @@ func warnDeadQueueArgs(conn *amqp.Connection, ns string, o TopologyOptions, why 
 	if errors.As(why, &aerr) {
 		reason = aerr.Reason
 	}
+	deleteCommand := "rabbitmqctl delete_queue" + vhostFlag(vhostOf(conn)) + " --if-empty " + differs.queue
+	if differs.queue == InboundQueue(ns) {
+		o.Logger.Warn("inbound queue exists with other arguments and keeps them: it has no single active consumer, "+
+			"so several workers consume it at once and, while Redis refuses writes, a conversation's messages can be "+
+			"appended out of order; to apply it, stop the apis, let the workers empty the queue, delete it "+
+			"(delete_command) and restart",
+			slog.String("queue", differs.queue),
+			slog.String("broker_reason", reason),
+			slog.String("delete_command", deleteCommand),
+		)
+		return
+	}
 	o.Logger.Warn("dead-letter queue exists with other arguments and keeps them: its retention is not applied; "+
 		"apply it with a RabbitMQ policy (policy_command), or delete the queue while it is empty "+
 		"(delete_command) and restart to re-declare it",
-		slog.String("queue", dead),
+		slog.String("queue", differs.queue),
 		slog.String("broker_reason", reason),
 		slog.Duration("dead_letter_ttl", o.DeadLetterTTL),
 		slog.Int("dead_letter_max", o.DeadLetterMax),
 		slog.String("policy_command", RetentionPolicyCommand(ns, vhostOf(conn), o)),
-		slog.String("delete_command", "rabbitmqctl delete_queue"+vhostFlag(vhostOf(conn))+" --if-empty "+dead),
+		slog.String("delete_command", deleteCommand),
 	)
 }
 
