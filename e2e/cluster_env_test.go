@@ -43,10 +43,12 @@ func startClusters(t *testing.T) *clusters {
 	}
 	c := &clusters{t: t, dir: filepath.Join(t.TempDir(), "cluster")}
 	// Six Redis ports and their cluster bus ports (+10000), three AMQP
-	// and three distribution ports, all free.
-	c.redisPort = freeRange(t, 6, 20000, 29000, 10000)
-	amqpPort := freeRange(t, 3, 40000, 44000, 0)
-	distPort := freeRange(t, 3, 45000, 49000, 0)
+	// and three distribution ports, all free, and all below the ephemeral
+	// range (32768 and up on Linux): a port checked free there can be
+	// taken by an outgoing connection before the server binds it.
+	c.redisPort = freeRange(t, 6, 11000, 15000, 10000)
+	amqpPort := freeRange(t, 3, 16000, 19000, 0)
+	distPort := freeRange(t, 3, 26000, 29000, 0)
 	env := append(os.Environ(),
 		"LULL_CLUSTER_DIR="+c.dir,
 		fmt.Sprintf("LULL_CLUSTER_NAME=lulltest%x", rand.Uint32()),
@@ -237,10 +239,29 @@ func (c *clusters) quorumLeader(queue string) (node, members int) {
 		if len(f) < 2 || f[0] != queue {
 			continue
 		}
-		_, rest, _ := strings.Cut(f[1], "-")
-		n, _ := strconv.Atoi(strings.Split(rest, "@")[0])
-		return n, strings.Count(strings.Join(f[2:], " "), "@")
+		return nodeNumber(f[1]), strings.Count(strings.Join(f[2:], " "), "@")
 	}
 	c.t.Fatalf("queue %s not listed:\n%s", queue, out)
 	return 0, 0
+}
+
+// activeConsumerNode is the node whose connection holds queue's active
+// consumer (the worker appending), 0 when none is listed.
+func (c *clusters) activeConsumerNode(queue string) int {
+	c.t.Helper()
+	out := c.run("ctl", "1", "list_consumers", "queue_name", "channel_pid", "active", "--quiet", "--no-table-headers")
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == queue && f[2] == "true" {
+			return nodeNumber(f[1])
+		}
+	}
+	return 0
+}
+
+// nodeNumber is N of a node name (prefix-N@host) or of a pid on it
+// (<prefix-N@host.1.2.3>).
+func nodeNumber(s string) int {
+	_, rest, _ := strings.Cut(strings.TrimPrefix(s, "<"), "-")
+	n, _ := strconv.Atoi(strings.Split(rest, "@")[0])
+	return n
 }

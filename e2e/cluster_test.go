@@ -163,14 +163,15 @@ func testClusterRabbitKill(t *testing.T, c *clusters) clusterRow {
 	leader, members := r.c.quorumLeader(queue.InboundQueue(r.d.NS))
 	require.Equal(t, 3, members, "the inbound quorum queue has a member on every node")
 	r.d.WaitAccepted(r.load, 0.35)
+	active := r.c.activeConsumerNode(queue.InboundQueue(r.d.NS))
 	r.c.run("kill-rabbit", strconv.Itoa(leader))
 	killed := time.Now()
-	t.Logf("rabbitmq node %d (the quorum leader) killed", leader)
+	t.Logf("rabbitmq node %d (the quorum leader) killed; the active consumer's connection was on node %d", leader, active)
 	time.Sleep(3 * time.Second)
 	r.c.run("start-rabbit", strconv.Itoa(leader))
 	t.Logf("rabbitmq node %d back after %s", leader, time.Since(killed).Round(100*time.Millisecond))
 	row := r.finish()
-	row.note = fmt.Sprintf("leader node %d killed", leader)
+	row.note = fmt.Sprintf("leader node %d killed, active consumer was on node %d", leader, active)
 	return row
 }
 
@@ -223,7 +224,16 @@ func (r *clusterRun) finish() clusterRow {
 	all := d.Recv.All()
 	row := accountCluster(sent, all)
 	row.retried = int(r.load.Retries())
-	row.acceptStall = longestGap(sent)
+	ends := make([]time.Time, len(sent))
+	for i, s := range sent {
+		ends[i] = s.End
+	}
+	row.acceptStall = longestGap(ends)
+	arrivals := make([]time.Time, len(all))
+	for i, d := range all {
+		arrivals[i] = d.At
+	}
+	row.deliveryStall = longestGap(arrivals)
 	row.took = time.Since(r.begun)
 	if row.accepted != r.load.Total() {
 		t.Errorf("%d of %d messages accepted (%d given up)", row.accepted, r.load.Total(), r.load.GaveUp())
@@ -275,17 +285,15 @@ func idleNamespace(ctx context.Context, client rueidis.Client, ns string) (bool,
 	return true, nil
 }
 
-// longestGap is the longest time between two consecutive 2xx answers of
-// the api (by arrival): how long ingest stalled.
-func longestGap(sent []harness.Sent) time.Duration {
-	ends := make([]time.Time, len(sent))
-	for i, s := range sent {
-		ends[i] = s.End
-	}
-	slices.SortFunc(ends, func(a, b time.Time) int { return a.Compare(b) })
+// longestGap is the longest time between two consecutive events: of the
+// api's 2xx answers, how long ingest stalled; of the batches reaching the
+// receiver, how long delivery did.
+func longestGap(at []time.Time) time.Duration {
+	at = slices.Clone(at)
+	slices.SortFunc(at, func(a, b time.Time) int { return a.Compare(b) })
 	var gap time.Duration
-	for i := 1; i < len(ends); i++ {
-		gap = max(gap, ends[i].Sub(ends[i-1]))
+	for i := 1; i < len(at); i++ {
+		gap = max(gap, at[i].Sub(at[i-1]))
 	}
 	return gap
 }
@@ -334,7 +342,7 @@ type clusterRow struct {
 	scenario                                                            string
 	accepted, delivered, lost, duplicated, redelivered, batches, failed int
 	retried, outOfOrder                                                 int
-	acceptStall, writeStall, took                                       time.Duration
+	acceptStall, deliveryStall, writeStall, took                        time.Duration
 	note                                                                string
 	passed                                                              bool
 }
@@ -412,9 +420,9 @@ func (tb *clusterRows) add(row clusterRow) {
 // formatClusterTable renders the rows as README's "Running at scale" shows them.
 func formatClusterTable(rows []clusterRow) string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "%-26s %8s %9s %4s %10s %11s %5s %7s %6s %7s %12s %11s %5s  %-6s %s\n",
+	fmt.Fprintf(&sb, "%-26s %8s %9s %4s %10s %11s %5s %7s %6s %7s %12s %14s %11s %5s  %-6s %s\n",
 		"scenario", "accepted", "delivered", "lost", "duplicated", "redelivered", "order", "batches", "failed", "retried",
-		"ingest stall", "write stall", "took", "result", "note")
+		"ingest stall", "delivery stall", "write stall", "took", "result", "note")
 	for _, r := range rows {
 		result := "ok"
 		if !r.passed {
@@ -428,9 +436,9 @@ func formatClusterTable(rows []clusterRow) string {
 		if r.outOfOrder > 0 {
 			order = strconv.Itoa(r.outOfOrder)
 		}
-		fmt.Fprintf(&sb, "%-26s %8d %9d %4d %10d %11d %5s %7d %6d %7d %11.1fs %11s %4.0fs  %-6s %s\n",
+		fmt.Fprintf(&sb, "%-26s %8d %9d %4d %10d %11d %5s %7d %6d %7d %11.1fs %13.1fs %11s %4.0fs  %-6s %s\n",
 			r.scenario, r.accepted, r.delivered, r.lost, r.duplicated, r.redelivered, order, r.batches, r.failed, r.retried,
-			r.acceptStall.Seconds(), ws, r.took.Seconds(), result, r.note)
+			r.acceptStall.Seconds(), r.deliveryStall.Seconds(), ws, r.took.Seconds(), result, r.note)
 	}
 	return sb.String()
 }

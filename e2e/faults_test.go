@@ -14,7 +14,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,6 +27,7 @@ import (
 
 	"github.com/lullhq/lull/e2e/harness"
 	"github.com/lullhq/lull/internal/keys"
+	"github.com/lullhq/lull/internal/queue"
 )
 
 // The faults, in table order (see scenarios).
@@ -130,9 +135,52 @@ func testFaultOneOfTwoKilled(t *testing.T) {
 	f := newFaultRun(t, faultOneOfTwoKilled, opts)
 	f.midStream(harness.LoadSpec{})
 	inflight := f.waitInflight(3)
-	f.b.Workers[0].Kill()
-	t.Logf("worker1 killed with %d batches in flight (both workers), %d messages accepted", inflight, len(f.b.SentSoFar()))
+	// The one appending (the inbound queue's active consumer): the other
+	// takes the appending over, in queue order, and the accounting shows
+	// nothing lost, twice or out of order.
+	victim := activeWorker(t, f.b)
+	victim.Kill()
+	t.Logf("%s (the active consumer) killed with %d batches in flight (both workers), %d messages accepted", victim.Name, inflight, len(f.b.SentSoFar()))
 	f.finish()
+}
+
+// activeWorker is the worker of d whose consumer is the inbound queue's
+// active one, as `rabbitmqctl list_consumers` on the local broker says
+// ($LULL_RABBITMQCTL replaces the command); it fails the test if none is.
+func activeWorker(t *testing.T, d *harness.Deployment) *harness.Proc {
+	t.Helper()
+	command := strings.Fields(os.Getenv("LULL_RABBITMQCTL"))
+	if len(command) == 0 {
+		command = []string{"rabbitmqctl"}
+	}
+	args := append(command[1:], "list_consumers", "queue_name", "consumer_tag", "active", "--quiet", "--no-table-headers")
+	var active *harness.Proc
+	harness.WaitUntil(t, 20*time.Second, "an active consumer on "+queue.InboundQueue(d.NS), func() bool {
+		out, err := exec.Command(command[0], args...).CombinedOutput()
+		if err != nil {
+			t.Logf("rabbitmqctl list_consumers: %v: %s", err, out)
+			return false
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 3 || f[0] != queue.InboundQueue(d.NS) || f[2] != "true" {
+				continue
+			}
+			// The tag is lull-<ns>-<host>-<pid>-<session>.
+			parts := strings.Split(f[1], "-")
+			if len(parts) < 2 {
+				continue
+			}
+			for _, w := range d.Workers {
+				if !w.Exited() && strconv.Itoa(w.PID()) == parts[len(parts)-2] {
+					active = w
+					return true
+				}
+			}
+		}
+		return false
+	})
+	return active
 }
 
 func testFaultAPIKill(t *testing.T) {

@@ -174,6 +174,7 @@ rabbit_start() {
   # shellcheck disable=SC2046
   env -i PATH="$PATH" $(rabbit_env "$n") \
     RABBITMQ_SERVER_START_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+    ERL_CRASH_DUMP="$d/erl_crash.dump" \
     setsid "$(rabbit_bin rabbitmq-server)" >>"$d/server.out" 2>&1 </dev/null &
 }
 

@@ -35,6 +35,12 @@ import (
 
 // Settler settles one consumed message with the broker (queue.Message is
 // one). Settle is called exactly once per message.
+//
+// When the consumer's connection is lost, the lanes still append what they
+// hold of the old channel (its settles then fail) while the queue's next
+// active consumer gets the same messages again, first, in queue order: a
+// conversation's stored order holds because both append it in queue order
+// and the dedupe window (DEDUPE_WINDOW) drops the second copy.
 type Settler interface {
 	Settle(queue.Outcome) error
 }
@@ -101,6 +107,8 @@ type Appender struct {
 	obs   Observer
 	lanes []chan job
 	retry backoff.Policy
+	// appendMany is buf.AppendMany; tests put a panicking one in.
+	appendMany func(context.Context, []store.AppendJob) ([]store.Appended, []error)
 
 	mu       sync.Mutex
 	done     <-chan struct{} // the running lanes' ctx.Done(); nil before the first Start
@@ -115,11 +123,12 @@ func New(buf *store.Store, opts Options) *Appender {
 		lanes[i] = make(chan job, laneDepth)
 	}
 	return &Appender{
-		buf:   buf,
-		log:   valutil.ValOrDefault(opts.Logger, slog.Default()),
-		obs:   valutil.ValOrDefault[Observer](opts.Observer, noObserver{}),
-		lanes: lanes,
-		retry: backoff.Policy{Min: retryMin, Max: retryMax},
+		appendMany: buf.AppendMany,
+		buf:        buf,
+		log:        valutil.ValOrDefault(opts.Logger, slog.Default()),
+		obs:        valutil.ValOrDefault[Observer](opts.Observer, noObserver{}),
+		lanes:      lanes,
+		retry:      backoff.Policy{Min: retryMin, Max: retryMax},
 	}
 }
 
@@ -303,7 +312,9 @@ func (a *Appender) step(ctx context.Context, pending []pendingJob) (_ []pendingJ
 			continue
 		}
 		if errs[n] == errPanicked {
-			a.settle(p.job, queue.Requeue)
+			// Requeued it would come back behind the later messages of its
+			// conversation: it goes to the dead-letter queue (replayable).
+			a.settle(p.job, queue.Reject)
 			continue
 		}
 		p.attempts++
@@ -340,26 +351,40 @@ func encode(m any) (body []byte, err error) {
 	return jsonenc.Marshal(m)
 }
 
-// errPanicked marks the jobs of a round whose append panicked.
+// errPanicked marks a job whose append panicked, alone.
 var errPanicked = errors.New("appender: append panicked")
 
 // appendRound appends pending[i] for each i in round in one round trip and
-// returns each one's error, in round's order. A panic becomes errPanicked
-// for all of them: they are requeued (the quorum queue's delivery limit
-// dead-letters a message that keeps failing).
+// returns each one's error, in round's order. When the round trip panics,
+// each job is appended again on its own: a job whose append panics alone
+// gets errPanicked (it is rejected, see step), the others their own
+// result, so one bad message neither takes its round with it nor, requeued,
+// lets the later messages of its conversation overtake it.
 func (a *Appender) appendRound(ctx context.Context, pending []pendingJob, round []int) (errs []error) {
 	if len(round) == 0 {
 		return nil
 	}
+	errs, panicked := a.tryAppend(ctx, pending, round)
+	if panicked == nil {
+		return errs
+	}
+	if len(round) == 1 {
+		a.log.Error("panic processing message, rejected", "conversation", pending[round[0]].env.Key, "message_id", pending[round[0]].env.Message.ID, "panic", panicked)
+		return []error{errPanicked}
+	}
+	errs = make([]error, len(round))
+	for n, i := range round {
+		errs[n] = a.appendRound(ctx, pending, []int{i})[0]
+	}
+	return errs
+}
+
+// tryAppend is one round trip of appendRound; panicked is what a panic
+// during it carried (nil when none).
+func (a *Appender) tryAppend(ctx context.Context, pending []pendingJob, round []int) (errs []error, panicked any) {
 	defer func() {
 		if r := recover(); r != nil {
-			for _, i := range round {
-				a.log.Error("panic processing message, requeued", "conversation", pending[i].env.Key, "message_id", pending[i].env.Message.ID, "panic", r)
-			}
-			errs = make([]error, len(round))
-			for n := range errs {
-				errs[n] = errPanicked
-			}
+			errs, panicked = nil, r
 		}
 	}()
 	jobs := make([]store.AppendJob, len(round))
@@ -372,14 +397,14 @@ func (a *Appender) appendRound(ctx context.Context, pending []pendingJob, round 
 	// REDIS_TIMEOUT): messages being appended are finished and acked, not
 	// requeued half-way.
 	start := time.Now()
-	res, errs := a.buf.AppendMany(context.WithoutCancel(ctx), jobs)
+	res, errs := a.appendMany(context.WithoutCancel(ctx), jobs)
 	a.observeRound(res, errs, time.Since(start))
 	for n, r := range res {
 		if errs[n] == nil && r.Dropped > 0 {
 			a.log.Info("cancel word: the buffer was dropped", "conversation", jobs[n].Key, "message_id", jobs[n].ID, "dropped", r.Dropped)
 		}
 	}
-	return errs
+	return errs, nil
 }
 
 // uncaptioned reports a media message without words, which waits for the
@@ -422,14 +447,12 @@ func (a *Appender) releaseAll(lane chan job) {
 
 // typing extends the quiet window of a typing user, retrying Redis errors
 // with backoff, and says how to settle its message: Ack once applied,
-// Release when stopping before that, Requeue on a panic.
+// Release when stopping before that, Reject on a panic (as a message's).
 func (a *Appender) typing(ctx context.Context, j job) (o queue.Outcome) {
 	defer func() {
-		// A panic becomes a requeue: the quorum queue's delivery limit
-		// dead-letters a message that keeps failing.
 		if r := recover(); r != nil {
-			a.log.Error("panic processing message, requeued", "conversation", j.env.Key, "message_id", j.env.Message.ID, "panic", r)
-			o = queue.Requeue
+			a.log.Error("panic processing message, rejected", "conversation", j.env.Key, "message_id", j.env.Message.ID, "panic", r)
+			o = queue.Reject
 		}
 	}()
 	for attempt := 1; ctx.Err() == nil; attempt++ {

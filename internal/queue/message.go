@@ -39,9 +39,9 @@ const (
 	// connection), together with every other message of the channel not
 	// acked, in delivery order. The queue's next active consumer then gets
 	// them first, in the order they came, where a Requeue (sent at once,
-	// while this consumer is still the active one) would come back to this
-	// consumer behind the messages it already holds. What a stopping
-	// handler settles the messages it will not handle with.
+	// while this consumer is still the active one) comes back behind the
+	// messages delivered after it. What a stopping handler settles the
+	// messages it will not handle with.
 	Release
 )
 

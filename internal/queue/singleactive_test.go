@@ -157,3 +157,39 @@ func TestInboundTopology_ExistingInboundQueueWithoutSingleActiveConsumer(t *test
 	require.Contains(t, out, "--if-empty "+queue.InboundQueue(ns))
 	require.NotContains(t, out, "dead-letter queue exists", "the dead-letter queue was declared as it is now")
 }
+
+// Only the missing single active consumer is tolerated: an inbound queue
+// that also differs in anything else (its delivery limit, its type) is
+// refused, whichever argument the broker names first.
+func TestInboundTopology_InboundQueueDifferingInMoreIsRefused(t *testing.T) {
+	t.Parallel()
+	for name, args := range map[string]amqp.Table{
+		"delivery limit": {
+			amqp.QueueTypeArg:        amqp.QueueTypeQuorum,
+			"x-dead-letter-exchange": "elsewhere",
+			"x-delivery-limit":       int32(20),
+		},
+		"classic": {"x-dead-letter-exchange": "elsewhere"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ns := retentionNS(t)
+			conn := dialBroker(t)
+			ch, err := conn.Channel()
+			require.NoError(t, err)
+			args["x-dead-letter-exchange"] = queue.DeadLetterExchange(ns)
+			_, err = ch.QueueDeclare(queue.InboundQueue(ns), true, false, false, false, args)
+			require.NoError(t, err)
+			require.NoError(t, ch.Close())
+
+			var logs testenv.LogBuffer
+			opts := testenv.Topology()
+			opts.Logger = logs.Logger()
+			err = queue.InboundTopology(ns, opts)(conn)
+			var aerr *amqp.Error
+			require.ErrorAs(t, err, &aerr)
+			require.Equal(t, amqp.PreconditionFailed, aerr.Code, "%v", err)
+			require.NotContains(t, logs.String(), "inbound queue exists", "nothing taken as it is")
+		})
+	}
+}

@@ -144,7 +144,8 @@ func declareQueue(ch *amqp.Channel, queue string, args amqp.Table, asIs bool) er
 }
 
 // declare declares the topology of ns on ch, taking the queues in asIs as
-// they exist instead of declaring their arguments.
+// they exist: the dead-letter queue with whatever arguments it has, the
+// inbound queue without a single active consumer.
 func declare(ch *amqp.Channel, ns string, o TopologyOptions, asIs map[string]bool) error {
 	dlx, dead, inbound := DeadLetterExchange(ns), DeadLetterQueue(ns), InboundQueue(ns)
 	if err := ch.ExchangeDeclare(dlx, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
@@ -160,12 +161,19 @@ func declare(ch *amqp.Channel, ns string, o TopologyOptions, asIs map[string]boo
 	if err := ch.QueueBind(dead, "", dlx, false, nil); err != nil {
 		return fmt.Errorf("bind queue %s to %s: %w", dead, dlx, err)
 	}
-	return declareQueue(ch, inbound, amqp.Table{
+	args := amqp.Table{
 		amqp.QueueTypeArg:            amqp.QueueTypeQuorum,
 		amqp.SingleActiveConsumerArg: true,
 		"x-dead-letter-exchange":     dlx,
 		"x-delivery-limit":           int32(DeliveryLimit),
-	}, asIs[inbound])
+	}
+	if asIs[inbound] {
+		// Declared before it had a single active consumer: everything
+		// else is still checked (the broker names only the first argument
+		// that differs).
+		delete(args, amqp.SingleActiveConsumerArg)
+	}
+	return declareQueue(ch, inbound, args, false)
 }
 
 // InboundTopology is the topology of namespace ns (see the package
@@ -209,11 +217,12 @@ func InboundTopology(ns string, opts TopologyOptions) Topology {
 
 // tolerated reports whether a queue that exists with other arguments is
 // taken as it is: the dead-letter queue whatever differs, the inbound
-// queue only when what differs is its single active consumer (the queue
-// of an earlier lull), never its type.
+// queue only when the broker names its single active consumer (the queue
+// of an earlier lull); its type and its other arguments are then checked
+// by declaring it again without that one.
 func tolerated(ns string, differs *queueDiffers) bool {
 	return differs.queue == DeadLetterQueue(ns) ||
-		strings.Contains(differs.err.Error(), amqp.SingleActiveConsumerArg)
+		strings.Contains(differs.err.Error(), "'"+amqp.SingleActiveConsumerArg+"'")
 }
 
 // queueWarned holds the queues already warned about, so a process says it
