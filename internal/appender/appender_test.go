@@ -120,14 +120,7 @@ func TestHandle_KeepsEachConversationsOrder(t *testing.T) {
 		all = append(all, s)
 		a.Handle(envelope(t, key, id, "x"), s)
 	}
-	require.Eventually(t, func() bool {
-		for _, s := range all {
-			if len(s.get()) == 0 {
-				return false
-			}
-		}
-		return true
-	}, 10*time.Second, 5*time.Millisecond)
+	waitSettled(t, all)
 	for _, s := range all {
 		require.Equal(t, []queue.Outcome{queue.Ack}, s.get())
 	}

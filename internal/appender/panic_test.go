@@ -4,7 +4,6 @@ import (
 	"context"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -48,14 +47,7 @@ func TestPanic_RejectsOnlyThatMessage(t *testing.T) {
 	handle("u0", "boom")
 	handle("u0", "after")
 	handle("u1", "m5")
-	require.Eventually(t, func() bool {
-		for _, s := range all {
-			if len(s.get()) == 0 {
-				return false
-			}
-		}
-		return true
-	}, 10*time.Second, 5*time.Millisecond)
+	waitSettled(t, all)
 	for i, s := range all {
 		want := queue.Ack
 		if ids[i] == "boom" {

@@ -104,15 +104,11 @@ func TestInboundTopology_ExistingInboundQueueWithoutSingleActiveConsumer(t *test
 	t.Parallel()
 	ns := retentionNS(t)
 	conn := dialBroker(t)
-	ch, err := conn.Channel()
-	require.NoError(t, err)
-	_, err = ch.QueueDeclare(queue.InboundQueue(ns), true, false, false, false, amqp.Table{
+	declareInbound(t, conn, ns, amqp.Table{
 		amqp.QueueTypeArg:        amqp.QueueTypeQuorum,
 		"x-dead-letter-exchange": queue.DeadLetterExchange(ns),
 		"x-delivery-limit":       int32(queue.DeliveryLimit),
 	})
-	require.NoError(t, err)
-	require.NoError(t, ch.Close())
 
 	var logs testenv.LogBuffer
 	opts := testenv.Topology()
@@ -175,21 +171,28 @@ func TestInboundTopology_InboundQueueDifferingInMoreIsRefused(t *testing.T) {
 			t.Parallel()
 			ns := retentionNS(t)
 			conn := dialBroker(t)
-			ch, err := conn.Channel()
-			require.NoError(t, err)
 			args["x-dead-letter-exchange"] = queue.DeadLetterExchange(ns)
-			_, err = ch.QueueDeclare(queue.InboundQueue(ns), true, false, false, false, args)
-			require.NoError(t, err)
-			require.NoError(t, ch.Close())
+			declareInbound(t, conn, ns, args)
 
 			var logs testenv.LogBuffer
 			opts := testenv.Topology()
 			opts.Logger = logs.Logger()
-			err = queue.InboundTopology(ns, opts)(conn)
+			err := queue.InboundTopology(ns, opts)(conn)
 			var aerr *amqp.Error
 			require.ErrorAs(t, err, &aerr)
 			require.Equal(t, amqp.PreconditionFailed, aerr.Code, "%v", err)
 			require.NotContains(t, logs.String(), "inbound queue exists", "nothing taken as it is")
 		})
 	}
+}
+
+// declareInbound declares ns's inbound queue with args, as an earlier
+// deployment would have.
+func declareInbound(t *testing.T, conn *amqp.Connection, ns string, args amqp.Table) {
+	t.Helper()
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	defer ch.Close()
+	_, err = ch.QueueDeclare(queue.InboundQueue(ns), true, false, false, false, args)
+	require.NoError(t, err)
 }
