@@ -52,6 +52,16 @@ local conv, id, msg = ARGV[1], ARGV[2], ARGV[3]
 local quiet, max_wait, max_msgs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local dedupe, ttl = tonumber(ARGV[7]), tonumber(ARGV[8])
 
+-- Nothing is written when a key holds another type (written by something
+-- else into lull's namespace): failing half-way would leave the message
+-- marked seen but not stored, and its retry dropped as a duplicate.
+for i, want in ipairs({'list', 'hash', 'zset', 'zset', 'hash'}) do
+  local t = redis.call('TYPE', KEYS[i]).ok
+  if t ~= 'none' and t ~= want then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. t .. ', not a ' .. want .. ': nothing appended')
+  end
+end
+
 local now = clock(ARGV[9])
 local at = now
 local received = tonumber(ARGV[11])

@@ -27,6 +27,7 @@ import (
 	"github.com/lullhq/lull/internal/batch"
 	"github.com/lullhq/lull/internal/ingest"
 	"github.com/lullhq/lull/internal/jsonenc"
+	"github.com/lullhq/lull/internal/logthrottle"
 	"github.com/lullhq/lull/internal/queue"
 	"github.com/lullhq/lull/internal/startstop"
 	"github.com/lullhq/lull/internal/store"
@@ -57,6 +58,10 @@ const (
 	// change that failed.
 	retryMin = 50 * time.Millisecond
 	retryMax = 2 * time.Second
+	// retryLogEvery: the retry warnings (a failing append or control
+	// event) are written at most once per this, counted: an outage costs a
+	// line a second, not one per message and attempt.
+	retryLogEvery = time.Second
 )
 
 // Options configure an Appender.
@@ -107,6 +112,8 @@ type Appender struct {
 	obs   Observer
 	lanes []chan job
 	retry backoff.Policy
+	// retryLog throttles the retry warnings (see retryLogEvery).
+	retryLog *logthrottle.Throttle
 	// appendMany is buf.AppendMany; tests put a panicking one in.
 	appendMany func(context.Context, []store.AppendJob) ([]store.Appended, []error)
 
@@ -129,6 +136,7 @@ func New(buf *store.Store, opts Options) *Appender {
 		obs:        valutil.ValOrDefault[Observer](opts.Observer, noObserver{}),
 		lanes:      lanes,
 		retry:      backoff.Policy{Min: retryMin, Max: retryMax},
+		retryLog:   logthrottle.New(retryLogEvery),
 	}
 }
 
@@ -165,6 +173,7 @@ func (a *Appender) Start(ctx context.Context) error {
 		for _, lane := range a.lanes {
 			a.releaseAll(lane)
 		}
+		a.retryLog.Flush()
 	}()
 	return nil
 }
@@ -320,7 +329,8 @@ func (a *Appender) step(ctx context.Context, pending []pendingJob) (_ []pendingJ
 		p.attempts++
 		worst = max(worst, p.attempts)
 		failed[i] = true
-		a.log.Warn("append failed, retrying", "conversation", p.env.Key, "message_id", p.env.Message.ID, "attempt", p.attempts, "err", errs[n])
+		a.retryLog.Log(ctx, a.log, slog.LevelWarn, "append failed, retrying", slog.String("conversation", p.env.Key),
+			slog.String("message_id", p.env.Message.ID), slog.Int("attempt", p.attempts), slog.Any("err", errs[n]))
 	}
 	inRound := make(map[int]bool, len(round))
 	for _, i := range round {
@@ -462,7 +472,8 @@ func (a *Appender) typing(ctx context.Context, j job) (o queue.Outcome) {
 		if err == nil {
 			return queue.Ack
 		}
-		a.log.Warn("control event failed, retrying", "kind", j.env.Kind, "conversation", j.env.Key, "message_id", j.env.Message.ID, "attempt", attempt, "err", err)
+		a.retryLog.Log(ctx, a.log, slog.LevelWarn, "control event failed, retrying", slog.String("kind", j.env.Kind),
+			slog.String("conversation", j.env.Key), slog.String("message_id", j.env.Message.ID), slog.Int("attempt", attempt), slog.Any("err", err))
 		if backoff.Sleep(ctx, a.retry.Delay(attempt)) != nil {
 			break
 		}

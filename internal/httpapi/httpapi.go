@@ -20,6 +20,7 @@ import (
 	"github.com/lullhq/lull/internal/console"
 	"github.com/lullhq/lull/internal/ingest"
 	"github.com/lullhq/lull/internal/jsonenc"
+	"github.com/lullhq/lull/internal/logthrottle"
 	"github.com/lullhq/lull/internal/store"
 	"github.com/lullhq/lull/internal/valutil"
 )
@@ -82,7 +83,7 @@ type Options struct {
 	// PublishFailureLog aggregates the "publish failed" line: a broker
 	// that refuses everything, with senders retrying, would otherwise log
 	// a line per request. Nil: one line per second per Logger.
-	PublishFailureLog *LogThrottle
+	PublishFailureLog *logthrottle.Throttle
 }
 
 // ProviderBodyLimit is the least body size the provider endpoints accept,
@@ -414,8 +415,27 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 		case errors.As(err, &fiberErr):
 			status, body = fiberErr.Code, fiber.Map{"error": fiberErr.Message}
 		default:
-			log.Error("request failed", "method", c.Method(), "path", c.Path(), "err", err)
+			// The route, not the path: a path can carry a secret
+			// (/webhook/zapi/<token>).
+			log.Error("request failed", "method", c.Method(), "route", c.Route().Path, "err", err)
 		}
 		return c.Status(status).JSON(body)
 	}
+}
+
+// publishFailureLogs holds one throttle per logger for servers whose
+// Options name none: the api has one server and one logger, and servers
+// of tests, each with a logger of its own, do not silence one another.
+var publishFailureLogs sync.Map // *slog.Logger -> *logthrottle.Throttle
+
+// publishFailureLog is the throttle of the publish-failure line.
+func (o *Options) publishFailureLog() *logthrottle.Throttle {
+	if o.PublishFailureLog != nil {
+		return o.PublishFailureLog
+	}
+	if t, ok := publishFailureLogs.Load(o.Logger); ok {
+		return t.(*logthrottle.Throttle)
+	}
+	t, _ := publishFailureLogs.LoadOrStore(o.Logger, logthrottle.New(time.Second))
+	return t.(*logthrottle.Throttle)
 }

@@ -2,13 +2,11 @@ package httpapi_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,32 +91,11 @@ func TestReadyz_SaysWhyNotReady(t *testing.T) {
 	}
 }
 
-// lockedLog is a log destination safe for the concurrent writes of
-// request handlers and a throttle's timer.
-type lockedLog struct{ testenv.LogBuffer }
-
-// lines returns the JSON log records with message msg.
-func (b *lockedLog) lines(t *testing.T, msg string) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var rec map[string]any
-		require.NoError(t, json.Unmarshal([]byte(line), &rec), line)
-		if rec["msg"] == msg {
-			out = append(out, rec)
-		}
-	}
-	return out
-}
-
 // A broker that refuses everything while senders retry must not turn every
 // refused publish into a log line.
 func TestPublishFailures_AggregatedInTheLog(t *testing.T) {
 	t.Parallel()
-	var logs lockedLog
+	var logs testenv.LogBuffer
 	pub := &refusingPublisher{health: queue.Health{Reason: "blocked: low on memory"}}
 	app := httpapi.New(httpapi.Options{
 		Publisher: pub,
@@ -134,11 +111,11 @@ func TestPublishFailures_AggregatedInTheLog(t *testing.T) {
 		resp.Body.Close()
 	}
 	require.EqualValues(t, n, pub.published.Load())
-	require.LessOrEqual(t, len(logs.lines(t, "publish failed")), 3, "one line per refused publish")
+	require.LessOrEqual(t, len(logs.Records(t, "publish failed")), 3, "one line per refused publish")
 
 	// Within a second the rest is summed up: every failure is counted once.
 	count := func() (total int) {
-		for _, rec := range logs.lines(t, "publish failed") {
+		for _, rec := range logs.Records(t, "publish failed") {
 			if n, ok := rec["count"].(float64); ok {
 				total += int(n)
 			} else {
@@ -148,7 +125,7 @@ func TestPublishFailures_AggregatedInTheLog(t *testing.T) {
 		return total
 	}
 	require.Eventually(t, func() bool { return count() == n }, 3*time.Second, 20*time.Millisecond)
-	last := logs.lines(t, "publish failed")
+	last := logs.Records(t, "publish failed")
 	require.Contains(t, last[len(last)-1]["err"], "low on memory", "the summary carries the latest error")
 	require.NotEmpty(t, last[len(last)-1]["message_id"])
 }

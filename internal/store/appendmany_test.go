@@ -212,3 +212,27 @@ func BenchmarkAppendMany(b *testing.B) {
 		})
 	}
 }
+
+// A key of the conversation that holds another type (written by something
+// else) makes the append fail before it writes anything: once the key is
+// fixed, the retry stores the message instead of dropping it as a
+// duplicate of the failed attempt.
+func TestAppend_WrongTypeKeyWritesNothing(t *testing.T) {
+	t.Parallel()
+	st, _, client := spyStore(t)
+	ctx := context.Background()
+	conv := st.Keys().Conversation("w")
+	for _, bad := range []string{conv.Buf, conv.Meta} {
+		require.NoError(t, client.Do(ctx, client.B().Set().Key(bad).Value("x").Build()).Error())
+		_, errs := st.AppendMany(ctx, []store.AppendJob{{Key: "w", ID: "w1", Message: jobMsg("w1")}})
+		require.ErrorContains(t, errs[0], "WRONGTYPE")
+		require.ErrorContains(t, errs[0], bad)
+		require.NoError(t, client.Do(ctx, client.B().Del().Key(bad).Build()).Error())
+	}
+	got, errs := st.AppendMany(ctx, []store.AppendJob{{Key: "w", ID: "w1", Message: jobMsg("w1")}})
+	require.NoError(t, errs[0])
+	require.True(t, got[0].Stored, "the retry stores it")
+	n, err := client.Do(ctx, client.B().Llen().Key(conv.Buf).Build()).AsInt64()
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+}

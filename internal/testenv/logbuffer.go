@@ -2,8 +2,13 @@ package testenv
 
 import (
 	"bytes"
+	"encoding/json"
 	"log/slog"
+	"strings"
 	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // LogBuffer is a bytes.Buffer safe for concurrent use: a log destination
@@ -29,3 +34,21 @@ func (l *LogBuffer) String() string {
 
 // Logger is a text logger writing to l.
 func (l *LogBuffer) Logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+
+// Records returns the JSON log records (slog.NewJSONHandler) written so
+// far whose message is msg, in order.
+func (l *LogBuffer) Records(tb testing.TB, msg string) []map[string]any {
+	tb.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(l.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var rec map[string]any
+		require.NoError(tb, json.Unmarshal([]byte(line), &rec), line)
+		if rec["msg"] == msg {
+			out = append(out, rec)
+		}
+	}
+	return out
+}

@@ -1,4 +1,4 @@
-package httpapi_test
+package logthrottle_test
 
 import (
 	"context"
@@ -9,15 +9,16 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/lullhq/lull/internal/httpapi"
+	"github.com/lullhq/lull/internal/logthrottle"
+	"github.com/lullhq/lull/internal/testenv"
 )
 
-func TestLogThrottle_OneLinePerIntervalEveryEventCounted(t *testing.T) {
+func TestThrottle_OneLinePerIntervalEveryEventCounted(t *testing.T) {
 	t.Parallel()
-	var logs lockedLog
+	var logs testenv.LogBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	const interval = 200 * time.Millisecond
-	th := httpapi.NewLogThrottle(interval)
+	th := logthrottle.New(interval)
 
 	// 8 goroutines fail for about a second.
 	const perWorker = 500
@@ -35,7 +36,7 @@ func TestLogThrottle_OneLinePerIntervalEveryEventCounted(t *testing.T) {
 	took := time.Since(start)
 	th.Flush()
 
-	lines := logs.lines(t, "failed")
+	lines := logs.Records(t, "failed")
 	total := 0
 	for _, rec := range lines {
 		if n, ok := rec["count"].(float64); ok {
@@ -51,27 +52,27 @@ func TestLogThrottle_OneLinePerIntervalEveryEventCounted(t *testing.T) {
 	require.Nil(t, lines[0]["count"], "the first event is written at once, alone")
 }
 
-func TestLogThrottle_QuietIntervalWritesAtOnce(t *testing.T) {
+func TestThrottle_QuietIntervalWritesAtOnce(t *testing.T) {
 	t.Parallel()
-	var logs lockedLog
+	var logs testenv.LogBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
-	th := httpapi.NewLogThrottle(50 * time.Millisecond)
+	th := logthrottle.New(50 * time.Millisecond)
 
 	th.Log(context.Background(), log, slog.LevelWarn, "failed", slog.String("err", "first"))
 	th.Log(context.Background(), log, slog.LevelWarn, "failed", slog.String("err", "second"))
 	th.Log(context.Background(), log, slog.LevelWarn, "failed", slog.String("err", "third"))
-	require.Len(t, logs.lines(t, "failed"), 1)
+	require.Len(t, logs.Records(t, "failed"), 1)
 
 	// The timer sums up the two held back, with the latest error.
-	require.Eventually(t, func() bool { return len(logs.lines(t, "failed")) == 2 }, 2*time.Second, 5*time.Millisecond)
-	summary := logs.lines(t, "failed")[1]
+	require.Eventually(t, func() bool { return len(logs.Records(t, "failed")) == 2 }, 2*time.Second, 5*time.Millisecond)
+	summary := logs.Records(t, "failed")[1]
 	require.Equal(t, "third", summary["err"])
 	require.EqualValues(t, 2, summary["count"])
 
 	// After a quiet interval, the next event is written at once.
 	time.Sleep(60 * time.Millisecond)
 	th.Log(context.Background(), log, slog.LevelWarn, "failed", slog.String("err", "later"))
-	lines := logs.lines(t, "failed")
+	lines := logs.Records(t, "failed")
 	require.Len(t, lines, 3)
 	require.Equal(t, "later", lines[2]["err"])
 	require.Nil(t, lines[2]["count"])

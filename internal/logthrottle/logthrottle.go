@@ -1,4 +1,6 @@
-package httpapi
+// Package logthrottle writes a repeating log event at most once per
+// interval, counting the ones it holds back.
+package logthrottle
 
 import (
 	"context"
@@ -7,14 +9,14 @@ import (
 	"time"
 )
 
-// LogThrottle writes a repeating event (a refused publish) at most once per
+// Throttle writes a repeating event (a refused publish, a failing append) at most once per
 // interval. The first event after a quiet interval is written at once; the
 // ones that follow within the interval are held back, and when it ends one
 // line stands for them all: the latest one's attributes (its error) plus
 // "count", how many events the line stands for. A broker that refuses
 // everything while senders retry then costs one line per interval, not one
 // per request, and no failure goes uncounted. It is safe for concurrent use.
-type LogThrottle struct {
+type Throttle struct {
 	interval time.Duration
 
 	mu         sync.Mutex
@@ -35,14 +37,14 @@ type pendingLine struct {
 	attrs []slog.Attr
 }
 
-// NewLogThrottle writes at most one line per interval (at least 1ms).
-func NewLogThrottle(interval time.Duration) *LogThrottle {
-	return &LogThrottle{interval: max(interval, time.Millisecond)}
+// New writes at most one line per interval (at least 1ms).
+func New(interval time.Duration) *Throttle {
+	return &Throttle{interval: max(interval, time.Millisecond)}
 }
 
 // Log writes msg with attrs to log now, or counts it for the summary line
 // at the end of the current interval.
-func (t *LogThrottle) Log(ctx context.Context, log *slog.Logger, level slog.Level, msg string, attrs ...slog.Attr) {
+func (t *Throttle) Log(ctx context.Context, log *slog.Logger, level slog.Level, msg string, attrs ...slog.Attr) {
 	t.mu.Lock()
 	now := time.Now()
 	if now.Sub(t.last) < t.interval {
@@ -70,13 +72,13 @@ func (t *LogThrottle) Log(ctx context.Context, log *slog.Logger, level slog.Leve
 
 // Flush writes the summary of the events counted so far now, e.g. before
 // the process exits.
-func (t *LogThrottle) Flush() {
+func (t *Throttle) Flush() {
 	t.flush(0)
 }
 
 // flush writes the pending summary: for the timer numbered id, or
 // whatever is pending when id is 0.
-func (t *LogThrottle) flush(id uint64) {
+func (t *Throttle) flush(id uint64) {
 	t.mu.Lock()
 	if id != 0 && (t.timer == nil || id != t.timerID) {
 		t.mu.Unlock()
@@ -95,7 +97,7 @@ func (t *LogThrottle) flush(id uint64) {
 }
 
 // takeLocked hands over the pending summary and resets the count.
-func (t *LogThrottle) takeLocked() (pendingLine, int) {
+func (t *Throttle) takeLocked() (pendingLine, int) {
 	if t.timer != nil {
 		t.timer.Stop()
 		t.timer = nil
@@ -108,21 +110,4 @@ func (t *LogThrottle) takeLocked() (pendingLine, int) {
 func (p pendingLine) write(ctx context.Context, count int) {
 	attrs := append(append([]slog.Attr{}, p.attrs...), slog.Int("count", count))
 	p.log.LogAttrs(ctx, p.level, p.msg, attrs...)
-}
-
-// publishFailureLogs holds one throttle per logger for servers whose
-// Options name none: the api has one server and one logger, and servers
-// of tests, each with a logger of its own, do not silence one another.
-var publishFailureLogs sync.Map // *slog.Logger -> *LogThrottle
-
-// publishFailureLog is the throttle of the publish-failure line.
-func (o *Options) publishFailureLog() *LogThrottle {
-	if o.PublishFailureLog != nil {
-		return o.PublishFailureLog
-	}
-	if t, ok := publishFailureLogs.Load(o.Logger); ok {
-		return t.(*LogThrottle)
-	}
-	t, _ := publishFailureLogs.LoadOrStore(o.Logger, NewLogThrottle(time.Second))
-	return t.(*LogThrottle)
 }
