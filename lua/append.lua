@@ -61,6 +61,13 @@ for i, want in ipairs({'list', 'hash', 'zset', 'zset', 'hash'}) do
     return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. t .. ', not a ' .. want .. ': nothing appended')
   end
 end
+-- Likewise for the counters this script increments after the first write.
+for _, field in ipairs({{KEYS[2], 'gen'}, {KEYS[2], 'seq'}, {KEYS[2], 'bytes'}, {KEYS[5], 'appended'}}) do
+  local v = redis.call('HGET', field[1], field[2])
+  if v and not string.match(v, '^%-?%d+$') then
+    return redis.error_reply('ERR ' .. field[1] .. ' field ' .. field[2] .. ' is not an integer: nothing appended')
+  end
+end
 
 local now = clock(ARGV[9])
 local at = now

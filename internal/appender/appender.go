@@ -112,8 +112,10 @@ type Appender struct {
 	obs   Observer
 	lanes []chan job
 	retry backoff.Policy
-	// retryLog throttles the retry warnings (see retryLogEvery).
-	retryLog *logthrottle.Throttle
+	// retryLog and controlLog throttle the retry warnings of appends and
+	// of control events (see retryLogEvery): one each, so that a summary
+	// line counts only failures of its own kind.
+	retryLog, controlLog *logthrottle.Throttle
 	// appendMany is buf.AppendMany; tests put a panicking one in.
 	appendMany func(context.Context, []store.AppendJob) ([]store.Appended, []error)
 
@@ -137,6 +139,7 @@ func New(buf *store.Store, opts Options) *Appender {
 		lanes:      lanes,
 		retry:      backoff.Policy{Min: retryMin, Max: retryMax},
 		retryLog:   logthrottle.New(retryLogEvery),
+		controlLog: logthrottle.New(retryLogEvery),
 	}
 }
 
@@ -174,6 +177,7 @@ func (a *Appender) Start(ctx context.Context) error {
 			a.releaseAll(lane)
 		}
 		a.retryLog.Flush()
+		a.controlLog.Flush()
 	}()
 	return nil
 }
@@ -472,7 +476,7 @@ func (a *Appender) typing(ctx context.Context, j job) (o queue.Outcome) {
 		if err == nil {
 			return queue.Ack
 		}
-		a.retryLog.Log(ctx, a.log, slog.LevelWarn, "control event failed, retrying", slog.String("kind", j.env.Kind),
+		a.controlLog.Log(ctx, a.log, slog.LevelWarn, "control event failed, retrying", slog.String("kind", j.env.Kind),
 			slog.String("conversation", j.env.Key), slog.String("message_id", j.env.Message.ID), slog.Int("attempt", attempt), slog.Any("err", err))
 		if backoff.Sleep(ctx, a.retry.Delay(attempt)) != nil {
 			break

@@ -105,6 +105,9 @@ var (
 type Server struct {
 	*fiber.App
 	inflight atomic.Int64
+	// publishFailures is the throttle of the publish-failure line, flushed
+	// by Drain so that the failures of the last second are told.
+	publishFailures *logthrottle.Throttle
 }
 
 // Timeouts of the HTTP server's connections.
@@ -133,7 +136,7 @@ func New(opts Options) *Server {
 		JSONEncoder:           jsonenc.Marshal,
 		ErrorHandler:          errorHandler(opts.Logger),
 	})
-	srv := &Server{App: app}
+	srv := &Server{App: app, publishFailures: opts.publishFailureLog()}
 	app.Use(recover.New(), func(c *fiber.Ctx) error {
 		srv.inflight.Add(1)
 		defer srv.inflight.Add(-1)
@@ -171,6 +174,7 @@ func (o Options) mustValidate() {
 // ends. Unlike Fiber's Shutdown it does not wait for idle connections that
 // never send a request.
 func (s *Server) Drain(ctx context.Context) error {
+	defer s.publishFailures.Flush()
 	done := make(chan error, 1)
 	go func() { done <- s.ShutdownWithContext(ctx) }()
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -416,8 +420,13 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 			status, body = fiberErr.Code, fiber.Map{"error": fiberErr.Message}
 		default:
 			// The route, not the path: a path can carry a secret
-			// (/webhook/zapi/<token>).
-			log.Error("request failed", "method", c.Method(), "route", c.Route().Path, "err", err)
+			// (/webhook/zapi/<token>). A request no route took has none
+			// (Fiber's stand-in route then holds the path, and no handler).
+			route := "-"
+			if r := c.Route(); len(r.Handlers) > 0 {
+				route = r.Path
+			}
+			log.Error("request failed", "method", c.Method(), "route", route, "err", err)
 		}
 		return c.Status(status).JSON(body)
 	}

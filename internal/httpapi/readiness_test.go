@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lullhq/lull/internal/httpapi"
+	"github.com/lullhq/lull/internal/logthrottle"
 	"github.com/lullhq/lull/internal/queue"
 	"github.com/lullhq/lull/internal/testenv"
 )
@@ -128,4 +129,31 @@ func TestPublishFailures_AggregatedInTheLog(t *testing.T) {
 	last := logs.Records(t, "publish failed")
 	require.Contains(t, last[len(last)-1]["err"], "low on memory", "the summary carries the latest error")
 	require.NotEmpty(t, last[len(last)-1]["message_id"])
+}
+
+// Drain tells the publish failures still held back, before the process
+// exits: none goes uncounted.
+func TestDrain_FlushesThePublishFailuresHeldBack(t *testing.T) {
+	t.Parallel()
+	var logs testenv.LogBuffer
+	app := httpapi.New(httpapi.Options{
+		Publisher: &refusingPublisher{health: queue.Health{Reason: "blocked: low on memory"}},
+		BodyLimit: 4096, PublishTimeout: time.Second,
+		Logger:            slog.New(slog.NewJSONHandler(&logs, nil)),
+		PublishFailureLog: logthrottle.New(time.Hour),
+	})
+	const n = 5
+	for i := range n {
+		resp, err := app.Test(post("application/json", fmt.Sprintf(`{"unique_id":"u","message":"m","message_id":"id-%d"}`, i)))
+		require.NoError(t, err)
+		require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		resp.Body.Close()
+	}
+	require.Len(t, logs.Records(t, "publish failed"), 1, "the rest is held back for the hour")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, app.Drain(ctx))
+	lines := logs.Records(t, "publish failed")
+	require.Len(t, lines, 2)
+	require.EqualValues(t, n-1, lines[1]["count"])
 }

@@ -213,10 +213,10 @@ func BenchmarkAppendMany(b *testing.B) {
 	}
 }
 
-// A key of the conversation that holds another type (written by something
-// else) makes the append fail before it writes anything: once the key is
-// fixed, the retry stores the message instead of dropping it as a
-// duplicate of the failed attempt.
+// A key of the conversation that holds another type, or a counter that is
+// not an integer (written by something else), makes the append fail before
+// it writes anything: once the key is fixed, the retry stores the message
+// instead of dropping it as a duplicate of the failed attempt.
 func TestAppend_WrongTypeKeyWritesNothing(t *testing.T) {
 	t.Parallel()
 	st, _, client := spyStore(t)
@@ -229,6 +229,12 @@ func TestAppend_WrongTypeKeyWritesNothing(t *testing.T) {
 		require.ErrorContains(t, errs[0], bad)
 		require.NoError(t, client.Do(ctx, client.B().Del().Key(bad).Build()).Error())
 	}
+	// A counter of meta that is not an integer: refused the same way.
+	require.NoError(t, client.Do(ctx, client.B().Hset().Key(conv.Meta).FieldValue().FieldValue("seq", "x").Build()).Error())
+	_, errs := st.AppendMany(ctx, []store.AppendJob{{Key: "w", ID: "w1", Message: jobMsg("w1")}})
+	require.ErrorContains(t, errs[0], "field seq is not an integer")
+	require.NoError(t, client.Do(ctx, client.B().Del().Key(conv.Meta).Build()).Error())
+
 	got, errs := st.AppendMany(ctx, []store.AppendJob{{Key: "w", ID: "w1", Message: jobMsg("w1")}})
 	require.NoError(t, errs[0])
 	require.True(t, got[0].Stored, "the retry stores it")
