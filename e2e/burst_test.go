@@ -211,8 +211,8 @@ func TestMaxBatchMessages_CapsEveryBatch(t *testing.T) {
 			continue
 		}
 		// A smaller one is the rest of a slice (a buffer claimed over the
-		// cap): due at once, unless more messages joined it before its
-		// claim, which makes it a burst waiting for its quiet window.
+		// cap), due at once (the messages that join it before its claim
+		// keep it so), or the last of the burst, left for its quiet window.
 		assert.Contains(t, []string{batch.ReasonMaxMessages, batch.ReasonQuiet}, d.Batch.Reason, "batch %s", d.Batch.BatchID)
 	}
 }

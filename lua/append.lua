@@ -146,6 +146,17 @@ local deadline, reason = at + quiet, 'quiet'
 if max_wait > 0 and first + max_wait < deadline then
   deadline, reason = first + max_wait, 'max_wait'
 end
+-- A buffer already due at once (a full buffer's rest, a flush word, a
+-- manual flush) stays due at once: the message joins that batch rather
+-- than restart the quiet window (as schedule.lua's typing does not).
+if count > 1 then
+  local prev = redis.call('HMGET', meta_key, 'deadline', 'reason')
+  local prev_deadline = tonumber(prev[1])
+  if prev_deadline and prev_deadline <= now and (prev[2] == 'max_messages' or prev[2] == 'max_bytes'
+      or prev[2] == 'immediate' or prev[2] == 'manual') then
+    deadline, reason = prev_deadline, prev[2]
+  end
+end
 if count >= max_msgs then
   deadline, reason = now, 'max_messages'
 end

@@ -461,6 +461,52 @@ func TestAppend_FlushNowIsDueAtOnce(t *testing.T) {
 	require.Equal(t, []string{"hi", "/start"}, texts(t, c), "with what was buffered before it")
 }
 
+// A buffer due at once (a flush word, a manual flush, the rest of a full
+// buffer) stays due at once when another message comes before its claim:
+// the message joins that batch instead of restarting the quiet window.
+func TestAppend_DueAtOnceStaysDue(t *testing.T) {
+	tb := setup(t, func(o *store.Options) { o.MaxMessages = 3 })
+	tb.append(t, "word", "a", "/start", true)
+	tb.advance(time.Millisecond)
+	a := tb.append(t, "word", "b", "and then", false)
+	require.Equal(t, t0, a.Deadline, "still due at once")
+	c := tb.flush(t, "word", "w1")
+	require.Equal(t, "immediate", c.Batch.Reason)
+	require.Equal(t, []string{"/start", "and then"}, texts(t, c))
+
+	tb.add(t, "manual", "hi")
+	_, err := tb.buf.FlushNow(context.Background(), "manual")
+	require.NoError(t, err)
+	flushed := tb.clock.Load()
+	tb.advance(time.Millisecond)
+	a = tb.add(t, "manual", "more")
+	require.Equal(t, flushed, a.Deadline)
+	c = tb.flush(t, "manual", "w1")
+	require.Equal(t, "manual", c.Batch.Reason)
+	require.Equal(t, []string{"hi", "more"}, texts(t, c))
+
+	// Four in a buffer of at most three: a slice of three, its rest due at
+	// once, and a message after that joins the rest.
+	tb.add(t, "full", "1", "2", "3", "4")
+	c = tb.flush(t, "full", "w1")
+	require.Equal(t, []string{"1", "2", "3"}, texts(t, c))
+	commit(t, c)
+	tb.advance(time.Millisecond)
+	a = tb.add(t, "full", "5")
+	require.LessOrEqual(t, a.Deadline, tb.clock.Load(), "the rest stays due")
+	c = tb.flush(t, "full", "w1")
+	require.Equal(t, "max_messages", c.Batch.Reason)
+	require.Equal(t, []string{"4", "5"}, texts(t, c))
+
+	// A buffer whose quiet window ran out, still unclaimed, is not kept
+	// due: a new message restarts the window (a lagging scheduler does not
+	// end a burst that goes on).
+	tb.add(t, "quiet", "x")
+	tb.advance(11 * time.Second)
+	a = tb.add(t, "quiet", "y")
+	require.Greater(t, a.Deadline, tb.clock.Load())
+}
+
 func TestTyping_ExtendsQuietWindowCappedByMaxWait(t *testing.T) {
 	tb := setup(t, func(o *store.Options) { o.MaxWait = 25 * time.Second })
 	ctx := context.Background()
