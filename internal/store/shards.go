@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/redis/rueidis"
 
@@ -91,12 +92,54 @@ func ChangeShards(ctx context.Context, client rueidis.Client, ns string, n int) 
 		}
 		left[i%3] += c
 	}
-	if left != [3]int64{} {
-		return fmt.Errorf("%w: under SHARDS=%d it holds %d buffering conversations, %d batches in flight, %d dead letters",
-			ErrNotDrained, old, left[0], left[1], left[2])
+	// A conversation paused until resumed keeps its buffer in no due set.
+	held, err := heldBuffers(ctx, client, ns)
+	if err != nil {
+		return fmt.Errorf("change shards: %w", err)
+	}
+	if left != [3]int64{} || held > 0 {
+		return fmt.Errorf("%w: under SHARDS=%d it holds %d buffering conversations (%d buffers, paused ones included), %d batches in flight, %d dead letters",
+			ErrNotDrained, old, left[0], held, left[1], left[2])
 	}
 	if err := client.Do(ctx, client.B().Set().Key(space.ShardsKey()).Value(strconv.Itoa(n)).Build()).Error(); err != nil {
 		return fmt.Errorf("change shards: %w", err)
 	}
 	return nil
+}
+
+// heldBuffers counts the conversations of ns with a buffer, paused ones
+// included, with SCAN on every node: a read of the whole keyspace, fit for
+// ChangeShards (run while the processes are stopped), not for a hot path.
+func heldBuffers(ctx context.Context, client rueidis.Client, ns string) (int, error) {
+	pattern := globEscape(ns) + ":{s*}:buf:*"
+	found := map[string]bool{}
+	for addr, node := range client.Nodes() {
+		var cursor uint64
+		for {
+			e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
+			if err != nil {
+				return 0, fmt.Errorf("scan %s for %s: %w", addr, pattern, err)
+			}
+			for _, k := range e.Elements {
+				found[k] = true
+			}
+			if e.Cursor == 0 {
+				break
+			}
+			cursor = e.Cursor
+		}
+	}
+	return len(found), nil
+}
+
+// globEscape quotes the characters a Redis MATCH pattern gives a meaning.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

@@ -40,7 +40,7 @@ func TestChangeShards_OnlyWhenDrained(t *testing.T) {
 	require.NoError(t, client.Do(ctx, client.B().Zadd().Key(space.Dead(15)).ScoreMember().ScoreMember(1, "v:1").Build()).Error())
 	err := store.ChangeShards(ctx, client, ns, 48)
 	require.ErrorIs(t, err, store.ErrNotDrained)
-	require.ErrorContains(t, err, "1 buffering conversations, 0 batches in flight, 1 dead letters")
+	require.ErrorContains(t, err, "1 buffering conversations (0 buffers, paused ones included), 0 batches in flight, 1 dead letters")
 	require.ErrorIs(t, store.CheckShards(ctx, client, ns, 48), store.ErrShardsDiffer, "still 16")
 
 	require.NoError(t, client.Do(ctx, client.B().Del().Key(space.Due(3), space.Dead(15)).Build()).Error())
@@ -48,4 +48,35 @@ func TestChangeShards_OnlyWhenDrained(t *testing.T) {
 	require.NoError(t, store.CheckShards(ctx, client, ns, 48))
 	require.ErrorIs(t, store.CheckShards(ctx, client, ns, 16), store.ErrShardsDiffer)
 	require.Error(t, store.ChangeShards(ctx, client, ns, 0))
+}
+
+// A conversation paused until resumed is in no due set, but its buffer
+// would be lost under the new keys all the same: ChangeShards finds it.
+func TestChangeShards_RefusesWhileAPausedConversationHoldsMessages(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ns := testenv.Namespace(t, "shards")
+	client := testenv.Redis(t, ns)
+	require.NoError(t, store.CheckShards(ctx, client, ns, keys.DefaultShards))
+	st := store.New(client, ns, testenv.StoreOptions())
+	_, err := st.Append(ctx, "u", "m1", []byte(`{"id":"m1","text":"oi"}`), false)
+	require.NoError(t, err)
+	_, err = st.Pause(ctx, "u", 0)
+	require.NoError(t, err)
+	due, err := client.Do(ctx, client.B().Zcard().Key(st.Keys().Conversation("u").Due).Build()).AsInt64()
+	require.NoError(t, err)
+	require.Zero(t, due, "paused until resumed: not scheduled")
+
+	err = store.ChangeShards(ctx, client, ns, 32)
+	require.ErrorIs(t, err, store.ErrNotDrained)
+	require.ErrorContains(t, err, "0 buffering conversations (1 buffers, paused ones included)")
+
+	_, err = st.Cancel(ctx, "u")
+	require.NoError(t, err)
+	require.NoError(t, store.ChangeShards(ctx, client, ns, 32))
+}
+
+func TestGlobEscape_QuotesThePatternCharacters(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, `a\*b\?c\[d\]e\\f{s}`, store.GlobEscape(`a*b?c[d]e\f{s}`))
 }
