@@ -11,10 +11,12 @@
 package e2e
 
 import (
+	"net/url"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/lullhq/lull/e2e/harness"
 	"github.com/lullhq/lull/internal/testenv"
@@ -28,6 +30,7 @@ const (
 	faultWorkerHalfOpen = "worker-rabbitmq link half-open 3s"
 	faultRedisOOM       = "redis out of memory 3s"
 	faultMemoryAlarm    = "rabbitmq memory alarm 3s"
+	faultWorkerCutOff   = "worker appending cut off from redis"
 )
 
 const (
@@ -168,4 +171,39 @@ func testFaultWorkerHalfOpen(t *testing.T) {
 	t.Logf("worker subscribed %d times; %d settles failed on the cut channel", subscribed, len(f.b.OutputLines("worker", "settle failed")))
 	assert.GreaterOrEqual(t, subscribed, 2, "the worker never subscribed again after the link came back")
 	f.b.LogProblems("worker")
+}
+
+// The worker appending (the inbound queue's single active consumer) is cut
+// off from Redis alone: its link stalls (half-open) while the other worker
+// reaches Redis. After INTAKE_HANDOVER_AFTER it hands the queue over, in
+// queue order, and the other worker appends everything while the link is
+// still cut; the batches the cut-off one had claimed are re-driven when
+// their leases end. Nothing is lost, twice or out of order.
+func testFaultWorkerCutOffFromRedis(t *testing.T) {
+	stall := testenv.StartStallProxy(t, upstreamOf(t, testenv.RedisURL()))
+	u, err := url.Parse(testenv.RedisURL())
+	require.NoError(t, err)
+	u.Host = stall.Addr()
+	opts := faultOptions()
+	opts.NoWorkers = true
+	opts.WorkerEnv = map[string]string{"INTAKE_HANDOVER_AFTER": "2s", "REDIS_TIMEOUT": "1s"}
+	f := newFaultRun(t, faultWorkerCutOff, opts)
+	cutOff := f.b.StartWorkerWith("REDIS_URL=" + u.String())
+	f.b.WaitConsumers(1) // subscribed first: the active consumer
+	f.b.StartWorker()
+	f.b.WaitConsumers(2)
+	f.midStream(networkLoad())
+	require.Same(t, cutOff, activeWorker(t, f.b), "the worker behind the proxy appends")
+	stall.Stall()
+	cut := time.Now()
+	t.Logf("%s's Redis link cut (half-open), %d messages accepted", cutOff.Name, len(f.b.SentSoFar()))
+	f.load.Wait()
+	sent := f.b.SentSoFar()
+	harness.WaitUntil(t, 60*time.Second, "every accepted message delivered while the link is cut", func() bool {
+		return harness.MissingFrom(sent, harness.Distinct(f.b.Recv.Accepted())) == 0
+	})
+	t.Logf("all %d accepted messages delivered %s after the cut, the link still cut", len(sent), time.Since(cut).Round(100*time.Millisecond))
+	require.NotEmpty(t, f.b.OutputLines(cutOff.Name, "handing the inbound queue over"), "the cut-off worker handed over")
+	stall.Resume()
+	f.finish()
 }

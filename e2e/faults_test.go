@@ -64,6 +64,7 @@ var scenarios = []struct {
 	{faultWorkerHalfOpen, "WorkerBrokerHalfOpen", true, testFaultWorkerHalfOpen},
 	{faultRedisOOM, "RedisOutOfMemory", true, testFaultRedisOOM},
 	{faultMemoryAlarm, "RabbitMQMemoryAlarm", true, testFaultMemoryAlarm},
+	{faultWorkerCutOff, "WorkerCutOffFromRedis", true, testFaultWorkerCutOffFromRedis},
 }
 
 // faultIndex is the place of row in the table.

@@ -156,15 +156,23 @@ func run() int {
 	log.Info("worker started", "quiet_window", cfg.QuietWindow, "max_wait", cfg.MaxWait,
 		"max_batch_messages", cfg.MaxBatchMessages, "sinks", cfg.Sinks)
 
+	in := newIntake(app, consumer, cfg.IntakeHandoverAfter, log)
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	go in.watch(watchCtx)
+
 	code := 0
 	select {
 	case <-ctx.Done():
-	case <-consumer.Stopped():
+	case <-in.failed:
 		log.Error("consumer stopped", "err", consumer.Err())
 		code = 1
 	}
+	// No handover from here on.
+	stopWatch()
+	<-in.done
 
-	// Shutdown, in order, each step after the one before has ended:
+	// Shutdown, in order, each step after the one before has ended (the
+	// intake's watch already stopped above: no handover from here on):
 	//  1. readiness turns 503;
 	//  2. the appender's lanes finish the Redis call each is making and
 	//     release the rest (queue.Release), as they do whatever the

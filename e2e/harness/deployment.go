@@ -171,8 +171,12 @@ func Setup(tb testing.TB, opts Options) *Deployment {
 }
 
 // StartWorker starts one more worker (it does not wait for it to consume).
-func (d *Deployment) StartWorker() *Proc {
-	p := d.start(fmt.Sprintf("worker%d", len(d.Workers)+1), bins.worker)
+func (d *Deployment) StartWorker() *Proc { return d.StartWorkerWith() }
+
+// StartWorkerWith is StartWorker with the variables env (NAME=value) over
+// the deployment's.
+func (d *Deployment) StartWorkerWith(env ...string) *Proc {
+	p := d.startWith(fmt.Sprintf("worker%d", len(d.Workers)+1), bins.worker, env...)
 	d.Workers = append(d.Workers, p)
 	return p
 }

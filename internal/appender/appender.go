@@ -14,6 +14,7 @@
 package appender
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lullhq/lull/internal/backoff"
@@ -111,7 +113,12 @@ type Appender struct {
 	log   *slog.Logger
 	obs   Observer
 	lanes []chan job
-	retry backoff.Policy
+	// stuck holds, per lane, when the oldest job it is retrying first
+	// failed on a network error (Unix ns; 0 = none): see StuckSince.
+	stuck []atomic.Int64
+	// succeeded counts the Redis changes that went through: see Succeeded.
+	succeeded atomic.Int64
+	retry     backoff.Policy
 	// retryLog and controlLog throttle the retry warnings of appends and
 	// of control events (see retryLogEvery): one each, so that a summary
 	// line counts only failures of its own kind.
@@ -137,11 +144,35 @@ func New(buf *store.Store, opts Options) *Appender {
 		log:        valutil.ValOrDefault(opts.Logger, slog.Default()),
 		obs:        valutil.ValOrDefault[Observer](opts.Observer, noObserver{}),
 		lanes:      lanes,
+		stuck:      make([]atomic.Int64, len(lanes)),
 		retry:      backoff.Policy{Min: retryMin, Max: retryMax},
 		retryLog:   logthrottle.New(retryLogEvery),
 		controlLog: logthrottle.New(retryLogEvery),
 	}
 }
+
+// StuckSince is when the oldest append (or control event) still being
+// retried first failed because Redis could not be reached or did not
+// answer (store.Unreachable), zero when none is: what the worker's
+// intake handover watches (INTAKE_HANDOVER_AFTER). Error replies (an
+// out-of-memory Redis, a key of another type) do not count: another worker
+// would get them too.
+func (a *Appender) StuckSince() time.Time {
+	var oldest int64
+	for i := range a.stuck {
+		if t := a.stuck[i].Load(); t != 0 && (oldest == 0 || t < oldest) {
+			oldest = t
+		}
+	}
+	if oldest == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, oldest)
+}
+
+// Succeeded counts the Redis changes of messages that went through
+// (appended, dropped as a duplicate, a control event applied) since New.
+func (a *Appender) Succeeded() int64 { return a.succeeded.Load() }
 
 // Start launches the lanes and returns at once. They run until Stop (or the
 // end of ctx): then each lane finishes the Redis call under way for the
@@ -162,8 +193,8 @@ func (a *Appender) Start(ctx context.Context) error {
 		started()
 		defer stopped()
 		var wg sync.WaitGroup
-		for _, lane := range a.lanes {
-			wg.Go(func() { a.work(ctx, lane) })
+		for i, lane := range a.lanes {
+			wg.Go(func() { a.work(ctx, lane, &a.stuck[i]) })
 		}
 		<-ctx.Done()
 		a.mu.Lock()
@@ -222,9 +253,10 @@ func (a *Appender) Handle(body []byte, m Settler) {
 // work settles the lane's messages until ctx is done. It takes the messages
 // waiting in the lane (up to batchMax) and appends them in one Redis round
 // trip (store.AppendMany), then settles each with its own outcome; see step.
-func (a *Appender) work(ctx context.Context, lane chan job) {
+func (a *Appender) work(ctx context.Context, lane chan job, stuck *atomic.Int64) {
 	var pending []pendingJob // taken from lane, not settled yet, in lane order
 	defer func() {
+		stuck.Store(0)
 		// Stopping: what was taken and not settled is released, like
 		// what the lane still holds (Start releases that).
 		for _, p := range pending {
@@ -250,7 +282,8 @@ func (a *Appender) work(ctx context.Context, lane chan job) {
 			}
 		}
 		var stop bool
-		pending, stop = a.step(ctx, pending)
+		pending, stop = a.step(ctx, pending, stuck)
+		stuck.Store(oldestNetFailure(pending))
 		if stop {
 			return
 		}
@@ -263,6 +296,21 @@ type pendingJob struct {
 	job
 	body     []byte // the message's JSON, once encoded
 	attempts int
+	// netFailedAt: when it first failed because Redis could not be
+	// reached (store.Unreachable); zero while it has not.
+	netFailedAt time.Time
+}
+
+// oldestNetFailure is the earliest netFailedAt of pending, as Unix ns (0
+// when none failed on a network error).
+func oldestNetFailure(pending []pendingJob) int64 {
+	var oldest int64
+	for _, p := range pending {
+		if t := p.netFailedAt.UnixNano(); !p.netFailedAt.IsZero() && (oldest == 0 || t < oldest) {
+			oldest = t
+		}
+	}
+	return oldest
 }
 
 // step applies what it can of pending, the lane's jobs in order, and
@@ -274,14 +322,14 @@ type pendingJob struct {
 // them. Messages of distinct conversations go in one store.AppendMany
 // round trip; a typing event is applied alone once it is the lane's first
 // job, and until then holds back the jobs of its conversation after it.
-func (a *Appender) step(ctx context.Context, pending []pendingJob) (_ []pendingJob, stop bool) {
+func (a *Appender) step(ctx context.Context, pending []pendingJob, stuck *atomic.Int64) (_ []pendingJob, stop bool) {
 	if ctx.Err() != nil {
 		return pending, true
 	}
 	if ingest.IsControl(pending[0].env.Kind) {
 		// Alone, retried as before until applied or stopping.
 		j := pending[0].job
-		o := a.typing(ctx, j)
+		o := a.typing(ctx, j, stuck)
 		a.settle(j, o)
 		return pending[1:], o == queue.Release
 	}
@@ -321,6 +369,7 @@ func (a *Appender) step(ctx context.Context, pending []pendingJob) (_ []pendingJ
 	for n, i := range round {
 		p := &pending[i]
 		if errs[n] == nil {
+			a.succeeded.Add(1)
 			a.settle(p.job, queue.Ack)
 			continue
 		}
@@ -333,6 +382,9 @@ func (a *Appender) step(ctx context.Context, pending []pendingJob) (_ []pendingJ
 		p.attempts++
 		worst = max(worst, p.attempts)
 		failed[i] = true
+		if p.netFailedAt.IsZero() && store.Unreachable(errs[n]) {
+			p.netFailedAt = time.Now()
+		}
 		a.retryLog.Log(ctx, a.log, slog.LevelWarn, "append failed, retrying", slog.String("conversation", p.env.Key),
 			slog.String("message_id", p.env.Message.ID), slog.Int("attempt", p.attempts), slog.Any("err", errs[n]))
 	}
@@ -462,19 +514,27 @@ func (a *Appender) releaseAll(lane chan job) {
 // typing extends the quiet window of a typing user, retrying Redis errors
 // with backoff, and says how to settle its message: Ack once applied,
 // Release when stopping before that, Reject on a panic (as a message's).
-func (a *Appender) typing(ctx context.Context, j job) (o queue.Outcome) {
+func (a *Appender) typing(ctx context.Context, j job, stuck *atomic.Int64) (o queue.Outcome) {
 	defer func() {
 		if r := recover(); r != nil {
 			a.log.Error("panic processing message, rejected", "conversation", j.env.Key, "message_id", j.env.Message.ID, "panic", r)
 			o = queue.Reject
 		}
 	}()
+	var since int64 // its first network failure, Unix ns
 	for attempt := 1; ctx.Err() == nil; attempt++ {
 		// The call under way outlives a stop (the store bounds it by
 		// REDIS_TIMEOUT).
 		err := a.control(context.WithoutCancel(ctx), j.env)
 		if err == nil {
+			a.succeeded.Add(1)
 			return queue.Ack
+		}
+		if store.Unreachable(err) {
+			// The lane's oldest network failure, while this one retries.
+			if since = cmp.Or(since, time.Now().UnixNano()); stuck.Load() == 0 || since < stuck.Load() {
+				stuck.Store(since)
+			}
 		}
 		a.controlLog.Log(ctx, a.log, slog.LevelWarn, "control event failed, retrying", slog.String("kind", j.env.Kind),
 			slog.String("conversation", j.env.Key), slog.String("message_id", j.env.Message.ID), slog.Int("attempt", attempt), slog.Any("err", err))

@@ -65,8 +65,12 @@ type Config struct {
 	AdminToken      string        `env:"ADMIN_TOKEN"`
 	Deliveries      int           `env:"DELIVERY_CONCURRENCY"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT"`
-	LogLevel        string        `env:"LOG_LEVEL"`
-	LogFormat       string        `env:"LOG_FORMAT"`
+	// IntakeHandoverAfter: the worker appending hands the inbound queue
+	// to another worker once an append has failed on a network error for
+	// this long (0 = never).
+	IntakeHandoverAfter time.Duration `env:"INTAKE_HANDOVER_AFTER"`
+	LogLevel            string        `env:"LOG_LEVEL"`
+	LogFormat           string        `env:"LOG_FORMAT"`
 
 	// Hardening: the generic endpoint, bounded state, retention.
 	WebhookToken        string        `env:"WEBHOOK_TOKEN"`
@@ -178,22 +182,23 @@ func Defaults() Config {
 
 		Sinks: []string{sink.NameLog},
 
-		BodyLimit:       1 << 20,
-		PublishTimeout:  5 * time.Second,
-		Prefetch:        200,
-		Shards:          keys.DefaultShards,
-		DedupeWindow:    24 * time.Hour,
-		KeyTTL:          168 * time.Hour,
-		Lease:           30 * time.Second,
-		PollInterval:    time.Second,
-		CallbackTimeout: 10 * time.Second,
-		RetryMin:        time.Second,
-		RetryMax:        5 * time.Minute,
-		MaxAttempts:     10,
-		Deliveries:      64,
-		ShutdownTimeout: 20 * time.Second,
-		LogLevel:        "info",
-		LogFormat:       "text",
+		BodyLimit:           1 << 20,
+		PublishTimeout:      5 * time.Second,
+		Prefetch:            200,
+		Shards:              keys.DefaultShards,
+		DedupeWindow:        24 * time.Hour,
+		KeyTTL:              168 * time.Hour,
+		Lease:               30 * time.Second,
+		PollInterval:        time.Second,
+		CallbackTimeout:     10 * time.Second,
+		RetryMin:            time.Second,
+		RetryMax:            5 * time.Minute,
+		MaxAttempts:         10,
+		Deliveries:          64,
+		ShutdownTimeout:     20 * time.Second,
+		IntakeHandoverAfter: 30 * time.Second,
+		LogLevel:            "info",
+		LogFormat:           "text",
 
 		WebhookGeneric:      true,
 		MetadataMaxBytes:    64 << 10,
@@ -401,6 +406,9 @@ func (c Config) Validate() error {
 		if p.d <= 0 {
 			bad(p.name, "%s must be positive", p.d)
 		}
+	}
+	if c.IntakeHandoverAfter < 0 {
+		bad("INTAKE_HANDOVER_AFTER", "%s must not be negative (0 = never)", c.IntakeHandoverAfter)
 	}
 	if c.KeyTTL < 10*(c.QuietWindow+c.MaxWait) {
 		bad("KEY_TTL", "%s must be at least 10 x (QUIET_WINDOW + MAX_WAIT): it is a leak guard, never the flush", c.KeyTTL)

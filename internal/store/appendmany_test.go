@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/require"
@@ -241,4 +242,23 @@ func TestAppend_WrongTypeKeyWritesNothing(t *testing.T) {
 	n, err := client.Do(ctx, client.B().Llen().Key(conv.Buf).Build()).AsInt64()
 	require.NoError(t, err)
 	require.Equal(t, int64(1), n)
+}
+
+// Unreachable tells Redis not answering from an error reply of Redis.
+func TestUnreachable(t *testing.T) {
+	t.Parallel()
+	st, _, client := spyStore(t)
+	ctx := context.Background()
+	require.NoError(t, client.Do(ctx, client.B().Set().Key(st.Keys().Conversation("r").Buf).Value("x").Build()).Error())
+	_, errs := st.AppendMany(ctx, []store.AppendJob{{Key: "r", ID: "r1", Message: jobMsg("r1")}})
+	require.Error(t, errs[0])
+	require.False(t, store.Unreachable(errs[0]), "an error reply: %v", errs[0])
+
+	timedOut, cancel := context.WithTimeout(ctx, time.Nanosecond)
+	defer cancel()
+	<-timedOut.Done()
+	_, errs = st.AppendMany(timedOut, []store.AppendJob{{Key: "s", ID: "s1", Message: jobMsg("s1")}})
+	require.Error(t, errs[0])
+	require.True(t, store.Unreachable(errs[0]), "no answer in time: %v", errs[0])
+	require.False(t, store.Unreachable(nil))
 }

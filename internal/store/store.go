@@ -229,3 +229,14 @@ func (b *Store) Buffered(ctx context.Context, key string) (Level, error) {
 	}
 	return Level{Messages: n, Bytes: size}, nil
 }
+
+// Unreachable reports whether err is Redis not answering (a refused or
+// lost connection, REDIS_TIMEOUT running out) rather than an error reply of
+// Redis (out of memory, a key of another type, a script error).
+func Unreachable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var reply *rueidis.RedisError
+	return !errors.As(err, &reply)
+}
