@@ -10,12 +10,14 @@ import (
 )
 
 const (
-	// maxHandovers: a worker hands the inbound queue over at most this
-	// many times until one of its appends succeeds. Each handover adds one
-	// to the delivery count of the messages it held (towards the queue's
-	// x-delivery-limit), so while all of Redis is down the workers pass the
-	// queue round a few times and then the one holding it waits.
-	maxHandovers = 3
+	// handoverDeliveries: no handover once a message the appender retries
+	// was given back this many times. Each handover gives back what the
+	// worker held (one more towards the queue's DeliveryLimit, after which
+	// the message is dead-lettered), so while Redis does not answer any
+	// worker the queue passes round a few times, then the worker holding it
+	// waits. The messages that are stuck are the oldest, held through every
+	// handover: their count bounds how many there were.
+	handoverDeliveries = queue.DeliveryLimit / 5
 	// watchEvery is how often the intake looks at its appender.
 	watchEvery = 500 * time.Millisecond
 )
@@ -23,12 +25,12 @@ const (
 // intake is the worker's side of the inbound queue, its appender and its
 // consumer, and the watch that hands the queue over to another worker
 // (INTAKE_HANDOVER_AFTER): the inbound queue has a single active consumer,
-// so a worker that cannot reach Redis (a master cut off from it alone)
-// would otherwise hold every conversation's appends back. A handover is
-// the ordered stop of a shutdown (the appender releases what it holds, the
-// consumer closes its channel: the broker gives everything back in queue
-// order to the next worker), then both start again, this worker now last
-// in the queue's line.
+// so a worker that Redis does not answer (a master cut off from it alone,
+// a half-open link) would otherwise hold every conversation's appends
+// back. A handover is the ordered stop of a shutdown (the appender
+// releases what it holds, the consumer closes its channel: the broker
+// gives everything back in queue order to the next worker), then both
+// start again, this worker now last in the queue's line.
 type intake struct {
 	app      *appender.Appender
 	consumer *queue.Consumer
@@ -50,7 +52,6 @@ func (in *intake) watch(ctx context.Context) {
 	defer close(in.done)
 	tick := time.NewTicker(watchEvery)
 	defer tick.Stop()
-	handovers, succeeded := 0, in.app.Succeeded()
 	for {
 		select {
 		case <-ctx.Done():
@@ -60,24 +61,25 @@ func (in *intake) watch(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		if n := in.app.Succeeded(); n != succeeded {
-			succeeded, handovers = n, 0
-		}
-		since := in.app.StuckSince()
-		if in.after <= 0 || since.IsZero() || time.Since(since) < in.after || handovers >= maxHandovers {
+		since, deliveries := in.app.Stuck()
+		if in.after <= 0 || since.IsZero() || time.Since(since) < in.after || deliveries >= handoverDeliveries {
 			continue
 		}
-		handovers++
+		select {
+		case <-in.consumer.Stopped(): // ended on its own meanwhile: not ours to restart
+			close(in.failed)
+			return
+		default:
+		}
 		in.log.Warn("appends fail: Redis does not answer this worker; handing the inbound queue over to another worker",
-			"failing_for", time.Since(since).Round(time.Millisecond), "handover", handovers, "of_at_most", maxHandovers)
+			"failing_for", time.Since(since).Round(time.Millisecond), "deliveries", deliveries, "no_handover_from", handoverDeliveries)
 		in.app.Stop()
 		in.consumer.Stop()
+		if ctx.Err() != nil {
+			return // shutting down: the caller's stops find both stopped
+		}
 		// With context.Background(), as at start: they stop when asked.
-		if err := in.app.Start(context.Background()); err != nil {
-			in.log.Error("appender restart failed", "err", err)
-		}
-		if err := in.consumer.Start(context.Background()); err != nil {
-			in.log.Error("consumer restart failed", "err", err)
-		}
+		_ = in.app.Start(context.Background())
+		_ = in.consumer.Start(context.Background())
 	}
 }

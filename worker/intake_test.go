@@ -17,10 +17,10 @@ import (
 )
 
 // While Redis does not answer at all, the worker hands the inbound queue
-// over at most maxHandovers times (each adds one to the delivery count of
-// what it held), then keeps it and waits; once Redis answers, the message
-// is appended and acked.
-func TestIntake_HandsOverAtMostMaxHandoversWhileRedisIsDown(t *testing.T) {
+// over until the message it retries was given back handoverDeliveries
+// times (each handover adds one), then keeps it and waits; once Redis
+// answers, the message is appended once.
+func TestIntake_HandsOverUntilTheMessageWasGivenBackEnough(t *testing.T) {
 	t.Parallel()
 	redis := testenv.StartRedisServer(t)
 	ns := testenv.Namespace(t, "intake")
@@ -59,12 +59,14 @@ func TestIntake_HandsOverAtMostMaxHandoversWhileRedisIsDown(t *testing.T) {
 	require.Eventually(t, func() bool { return pub.Publish(context.Background(), "m1", body) == nil }, 10*time.Second, 50*time.Millisecond)
 
 	handovers := func() int { return strings.Count(logs.String(), "handing the inbound queue over") }
-	require.Eventually(t, func() bool { return handovers() == maxHandovers }, 15*time.Second, 20*time.Millisecond, "%s", &logs)
+	require.Eventually(t, func() bool { return handovers() == handoverDeliveries }, 30*time.Second, 20*time.Millisecond, "%s", &logs)
 	time.Sleep(1500 * time.Millisecond) // 5 x INTAKE_HANDOVER_AFTER
-	require.Equal(t, maxHandovers, handovers(), "no more handovers until an append succeeds")
+	require.Equal(t, handoverDeliveries, handovers(), "no more handovers once the message was given back enough")
+	_, deliveries := app.Stuck()
+	require.Equal(t, handoverDeliveries, deliveries)
 
 	redis.Resume()
-	require.Eventually(t, func() bool { return app.Succeeded() == 1 }, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { since, _ := app.Stuck(); return since.IsZero() }, 10*time.Second, 20*time.Millisecond)
 	n, err := redis.Client.Do(context.Background(), redis.Client.B().Llen().Key(keys.New(ns).Conversation("u").Buf).Build()).AsInt64()
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n, "appended once")

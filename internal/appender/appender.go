@@ -14,7 +14,6 @@
 package appender
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,7 +21,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/lullhq/lull/internal/backoff"
@@ -113,12 +111,10 @@ type Appender struct {
 	log   *slog.Logger
 	obs   Observer
 	lanes []chan job
-	// stuck holds, per lane, when the oldest job it is retrying first
-	// failed on a network error (Unix ns; 0 = none): see StuckSince.
-	stuck []atomic.Int64
-	// succeeded counts the Redis changes that went through: see Succeeded.
-	succeeded atomic.Int64
-	retry     backoff.Policy
+	// stuck is, per lane, what it retries because Redis did not answer:
+	// see Stuck.
+	stuck []stuckLane
+	retry backoff.Policy
 	// retryLog and controlLog throttle the retry warnings of appends and
 	// of control events (see retryLogEvery): one each, so that a summary
 	// line counts only failures of its own kind.
@@ -144,35 +140,33 @@ func New(buf *store.Store, opts Options) *Appender {
 		log:        valutil.ValOrDefault(opts.Logger, slog.Default()),
 		obs:        valutil.ValOrDefault[Observer](opts.Observer, noObserver{}),
 		lanes:      lanes,
-		stuck:      make([]atomic.Int64, len(lanes)),
+		stuck:      make([]stuckLane, len(lanes)),
 		retry:      backoff.Policy{Min: retryMin, Max: retryMax},
 		retryLog:   logthrottle.New(retryLogEvery),
 		controlLog: logthrottle.New(retryLogEvery),
 	}
 }
 
-// StuckSince is when the oldest append (or control event) still being
-// retried first failed because Redis could not be reached or did not
-// answer (store.Unreachable), zero when none is: what the worker's
-// intake handover watches (INTAKE_HANDOVER_AFTER). Error replies (an
-// out-of-memory Redis, a key of another type) do not count: another worker
-// would get them too.
-func (a *Appender) StuckSince() time.Time {
-	var oldest int64
+// Stuck tells what the lanes retry because Redis does not answer (a
+// refused or lost connection, REDIS_TIMEOUT running out: store.Unreachable):
+// since when the oldest such append (or control event) fails so, zero when
+// none does, and the most deliveries of their messages (how often the queue
+// gave them back). What the worker's intake handover watches
+// (INTAKE_HANDOVER_AFTER). Error replies (an out-of-memory Redis, a key of
+// another type) do not count: another worker would get them too.
+func (a *Appender) Stuck() (since time.Time, deliveries int) {
 	for i := range a.stuck {
-		if t := a.stuck[i].Load(); t != 0 && (oldest == 0 || t < oldest) {
-			oldest = t
+		t, d := a.stuck[i].get()
+		if t.IsZero() {
+			continue
 		}
+		if since.IsZero() || t.Before(since) {
+			since = t
+		}
+		deliveries = max(deliveries, d)
 	}
-	if oldest == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, oldest)
+	return since, deliveries
 }
-
-// Succeeded counts the Redis changes of messages that went through
-// (appended, dropped as a duplicate, a control event applied) since New.
-func (a *Appender) Succeeded() int64 { return a.succeeded.Load() }
 
 // Start launches the lanes and returns at once. They run until Stop (or the
 // end of ctx): then each lane finishes the Redis call under way for the
@@ -253,10 +247,10 @@ func (a *Appender) Handle(body []byte, m Settler) {
 // work settles the lane's messages until ctx is done. It takes the messages
 // waiting in the lane (up to batchMax) and appends them in one Redis round
 // trip (store.AppendMany), then settles each with its own outcome; see step.
-func (a *Appender) work(ctx context.Context, lane chan job, stuck *atomic.Int64) {
+func (a *Appender) work(ctx context.Context, lane chan job, stuck *stuckLane) {
 	var pending []pendingJob // taken from lane, not settled yet, in lane order
 	defer func() {
-		stuck.Store(0)
+		stuck.set(time.Time{}, 0)
 		// Stopping: what was taken and not settled is released, like
 		// what the lane still holds (Start releases that).
 		for _, p := range pending {
@@ -269,21 +263,21 @@ func (a *Appender) work(ctx context.Context, lane chan job, stuck *atomic.Int64)
 			case <-ctx.Done():
 				return
 			case j := <-lane:
-				pending = append(pending, pendingJob{job: j})
+				pending = append(pending, pendingJob{job: j, deliveries: deliveriesOf(j.m)})
 			}
 		}
 	fill:
 		for len(pending) < batchMax {
 			select {
 			case j := <-lane:
-				pending = append(pending, pendingJob{job: j})
+				pending = append(pending, pendingJob{job: j, deliveries: deliveriesOf(j.m)})
 			default:
 				break fill
 			}
 		}
 		var stop bool
 		pending, stop = a.step(ctx, pending, stuck)
-		stuck.Store(oldestNetFailure(pending))
+		stuck.set(stuckOf(pending))
 		if stop {
 			return
 		}
@@ -296,21 +290,67 @@ type pendingJob struct {
 	job
 	body     []byte // the message's JSON, once encoded
 	attempts int
-	// netFailedAt: when it first failed because Redis could not be
-	// reached (store.Unreachable); zero while it has not.
+	// netFailedAt: since when it fails because Redis does not answer
+	// (store.Unreachable), zero while its last failure was not that.
 	netFailedAt time.Time
+	// deliveries: how often the queue gave its message back before
+	// (queue.Message.Deliveries).
+	deliveries int
 }
 
-// oldestNetFailure is the earliest netFailedAt of pending, as Unix ns (0
-// when none failed on a network error).
-func oldestNetFailure(pending []pendingJob) int64 {
-	var oldest int64
-	for _, p := range pending {
-		if t := p.netFailedAt.UnixNano(); !p.netFailedAt.IsZero() && (oldest == 0 || t < oldest) {
-			oldest = t
-		}
+// deliverer is a Settler that knows how often the queue gave its message
+// back (queue.Message).
+type deliverer interface{ DeliveryCount() int }
+
+func deliveriesOf(m Settler) int {
+	if d, ok := m.(deliverer); ok {
+		return d.DeliveryCount()
 	}
-	return oldest
+	return 0
+}
+
+// stuckLane is what a lane retries because Redis does not answer: since
+// when its oldest such job fails so, and the most deliveries of those jobs.
+type stuckLane struct {
+	mu         sync.Mutex
+	since      time.Time // zero: nothing
+	deliveries int
+}
+
+func (l *stuckLane) set(since time.Time, deliveries int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.since, l.deliveries = since, deliveries
+}
+
+// add counts one more job failing since since with deliveries.
+func (l *stuckLane) add(since time.Time, deliveries int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.since.IsZero() || since.Before(l.since) {
+		l.since = since
+	}
+	l.deliveries = max(l.deliveries, deliveries)
+}
+
+func (l *stuckLane) get() (time.Time, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.since, l.deliveries
+}
+
+// stuckOf is what of pending fails because Redis does not answer.
+func stuckOf(pending []pendingJob) (since time.Time, deliveries int) {
+	for _, p := range pending {
+		if p.netFailedAt.IsZero() {
+			continue
+		}
+		if since.IsZero() || p.netFailedAt.Before(since) {
+			since = p.netFailedAt
+		}
+		deliveries = max(deliveries, p.deliveries)
+	}
+	return since, deliveries
 }
 
 // step applies what it can of pending, the lane's jobs in order, and
@@ -322,14 +362,14 @@ func oldestNetFailure(pending []pendingJob) int64 {
 // them. Messages of distinct conversations go in one store.AppendMany
 // round trip; a typing event is applied alone once it is the lane's first
 // job, and until then holds back the jobs of its conversation after it.
-func (a *Appender) step(ctx context.Context, pending []pendingJob, stuck *atomic.Int64) (_ []pendingJob, stop bool) {
+func (a *Appender) step(ctx context.Context, pending []pendingJob, stuck *stuckLane) (_ []pendingJob, stop bool) {
 	if ctx.Err() != nil {
 		return pending, true
 	}
 	if ingest.IsControl(pending[0].env.Kind) {
 		// Alone, retried as before until applied or stopping.
 		j := pending[0].job
-		o := a.typing(ctx, j, stuck)
+		o := a.typing(ctx, j, pending[0].deliveries, stuck)
 		a.settle(j, o)
 		return pending[1:], o == queue.Release
 	}
@@ -369,7 +409,6 @@ func (a *Appender) step(ctx context.Context, pending []pendingJob, stuck *atomic
 	for n, i := range round {
 		p := &pending[i]
 		if errs[n] == nil {
-			a.succeeded.Add(1)
 			a.settle(p.job, queue.Ack)
 			continue
 		}
@@ -382,7 +421,10 @@ func (a *Appender) step(ctx context.Context, pending []pendingJob, stuck *atomic
 		p.attempts++
 		worst = max(worst, p.attempts)
 		failed[i] = true
-		if p.netFailedAt.IsZero() && store.Unreachable(errs[n]) {
+		switch {
+		case !store.Unreachable(errs[n]):
+			p.netFailedAt = time.Time{} // Redis answers, with an error
+		case p.netFailedAt.IsZero():
 			p.netFailedAt = time.Now()
 		}
 		a.retryLog.Log(ctx, a.log, slog.LevelWarn, "append failed, retrying", slog.String("conversation", p.env.Key),
@@ -514,27 +556,28 @@ func (a *Appender) releaseAll(lane chan job) {
 // typing extends the quiet window of a typing user, retrying Redis errors
 // with backoff, and says how to settle its message: Ack once applied,
 // Release when stopping before that, Reject on a panic (as a message's).
-func (a *Appender) typing(ctx context.Context, j job, stuck *atomic.Int64) (o queue.Outcome) {
+func (a *Appender) typing(ctx context.Context, j job, deliveries int, stuck *stuckLane) (o queue.Outcome) {
 	defer func() {
 		if r := recover(); r != nil {
 			a.log.Error("panic processing message, rejected", "conversation", j.env.Key, "message_id", j.env.Message.ID, "panic", r)
 			o = queue.Reject
 		}
 	}()
-	var since int64 // its first network failure, Unix ns
+	var since time.Time // since when it fails because Redis does not answer
 	for attempt := 1; ctx.Err() == nil; attempt++ {
 		// The call under way outlives a stop (the store bounds it by
 		// REDIS_TIMEOUT).
 		err := a.control(context.WithoutCancel(ctx), j.env)
 		if err == nil {
-			a.succeeded.Add(1)
 			return queue.Ack
 		}
 		if store.Unreachable(err) {
-			// The lane's oldest network failure, while this one retries.
-			if since = cmp.Or(since, time.Now().UnixNano()); stuck.Load() == 0 || since < stuck.Load() {
-				stuck.Store(since)
+			if since.IsZero() {
+				since = time.Now()
 			}
+			stuck.add(since, deliveries) // while this one retries
+		} else {
+			since = time.Time{}
 		}
 		a.controlLog.Log(ctx, a.log, slog.LevelWarn, "control event failed, retrying", slog.String("kind", j.env.Kind),
 			slog.String("conversation", j.env.Key), slog.String("message_id", j.env.Message.ID), slog.Int("attempt", attempt), slog.Any("err", err))
