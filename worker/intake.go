@@ -36,13 +36,16 @@ type intake struct {
 	consumer *queue.Consumer
 	after    time.Duration // 0 = never
 	log      *slog.Logger
+	// handedOver hears each handover (metrics.Worker.HandedOver).
+	handedOver func()
 
 	failed chan struct{} // closed when the consumer ended on its own
 	done   chan struct{} // closed when watch returns
 }
 
-func newIntake(app *appender.Appender, consumer *queue.Consumer, after time.Duration, log *slog.Logger) *intake {
-	return &intake{app: app, consumer: consumer, after: after, log: log, failed: make(chan struct{}), done: make(chan struct{})}
+func newIntake(app *appender.Appender, consumer *queue.Consumer, after time.Duration, log *slog.Logger, handedOver func()) *intake {
+	return &intake{app: app, consumer: consumer, after: after, log: log, handedOver: handedOver,
+		failed: make(chan struct{}), done: make(chan struct{})}
 }
 
 // watch runs until ctx ends (then the caller stops app and consumer) or
@@ -73,6 +76,7 @@ func (in *intake) watch(ctx context.Context) {
 		}
 		in.log.Warn("appends fail: Redis does not answer this worker; handing the inbound queue over to another worker",
 			"failing_for", time.Since(since).Round(time.Millisecond), "deliveries", deliveries, "no_handover_from", handoverDeliveries)
+		in.handedOver()
 		in.app.Stop()
 		in.consumer.Stop()
 		if ctx.Err() != nil {

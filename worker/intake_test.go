@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,7 +37,8 @@ func TestIntake_HandsOverUntilTheMessageWasGivenBackEnough(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, app.Start(context.Background()))
 	require.NoError(t, consumer.Start(context.Background()))
-	in := newIntake(app, consumer, 300*time.Millisecond, log)
+	var counted atomic.Int32
+	in := newIntake(app, consumer, 300*time.Millisecond, log, func() { counted.Add(1) })
 	ctx, cancel := context.WithCancel(context.Background())
 	go in.watch(ctx)
 	t.Cleanup(func() {
@@ -62,6 +64,7 @@ func TestIntake_HandsOverUntilTheMessageWasGivenBackEnough(t *testing.T) {
 	require.Eventually(t, func() bool { return handovers() == handoverDeliveries }, 30*time.Second, 20*time.Millisecond, "%s", &logs)
 	time.Sleep(1500 * time.Millisecond) // 5 x INTAKE_HANDOVER_AFTER
 	require.Equal(t, handoverDeliveries, handovers(), "no more handovers once the message was given back enough")
+	require.EqualValues(t, handoverDeliveries, counted.Load(), "each handover observed")
 	_, deliveries := app.Stuck()
 	require.Equal(t, handoverDeliveries, deliveries)
 

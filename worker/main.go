@@ -156,7 +156,7 @@ func run() int {
 	log.Info("worker started", "quiet_window", cfg.QuietWindow, "max_wait", cfg.MaxWait,
 		"max_batch_messages", cfg.MaxBatchMessages, "sinks", cfg.Sinks)
 
-	in := newIntake(app, consumer, cfg.IntakeHandoverAfter, log)
+	in := newIntake(app, consumer, cfg.IntakeHandoverAfter, log, workerMetrics.HandedOver)
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	go in.watch(watchCtx)
 

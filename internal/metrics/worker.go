@@ -69,6 +69,7 @@ type Worker struct {
 	deliveries       *prometheus.CounterVec
 	deliveryDuration *prometheus.HistogramVec
 	reclaimed        prometheus.Counter
+	handovers        prometheus.Counter
 }
 
 // NewWorker returns the worker's registry.
@@ -97,6 +98,8 @@ func NewWorker(opts WorkerOptions) *Worker {
 		}, []string{"sink"}),
 		reclaimed: counter(reg, "lull_leases_reclaimed_total",
 			"Batches whose lease expired, taken over by this worker's reclaimer to be delivered again."),
+		handovers: counter(reg, "lull_intake_handovers_total",
+			"Times this worker handed the inbound queue over because Redis did not answer it (INTAKE_HANDOVER_AFTER)."),
 	}
 	reg.MustRegister(m.deliveryDuration)
 	brokerReady(reg, "1 while the worker's consumer is subscribed to the inbound queue, else 0.", opts.BrokerReady)
@@ -164,6 +167,9 @@ func (m *Worker) Flushed(c *store.Claim) {
 
 // Reclaimed counts one expired lease taken over.
 func (m *Worker) Reclaimed(*store.Claim) { m.reclaimed.Inc() }
+
+// HandedOver observes one intake handover.
+func (m *Worker) HandedOver() { m.handovers.Inc() }
 
 // SinkCalled observes one delivery of a batch to sink.
 func (m *Worker) SinkCalled(sink string, took time.Duration) {

@@ -38,11 +38,7 @@ func TestConsumer_OneActiveAtATime_TheNextTakesOverInQueueOrder(t *testing.T) {
 		require.Equal(t, strconv.Itoa(i), string(m.Body), "the first consumer gets the queue in order")
 		held = append(held, m)
 	}
-	select {
-	case m := <-second.messages:
-		t.Fatalf("the second consumer got %s while the first is active", m.Body)
-	case <-time.After(500 * time.Millisecond):
-	}
+	second.requireNothingMore(t) // while the first is active
 	for i, m := range held {
 		o := queue.Release
 		if i < acked {
@@ -57,11 +53,7 @@ func TestConsumer_OneActiveAtATime_TheNextTakesOverInQueueOrder(t *testing.T) {
 		require.Equal(t, strconv.Itoa(i), string(m.Body), "the second consumer takes over where the first acked")
 		require.NoError(t, m.Settle(queue.Ack))
 	}
-	select {
-	case m := <-second.messages:
-		t.Fatalf("message %s delivered again", m.Body)
-	case <-time.After(300 * time.Millisecond):
-	}
+	second.requireNothingMore(t)
 }
 
 // A released message is given back when the channel closes, not before:
@@ -78,11 +70,7 @@ func TestMessage_ReleaseSendsNothingUntilTheChannelCloses(t *testing.T) {
 	require.NoError(t, ms[1].Settle(queue.Release))
 	require.ErrorIs(t, ms[1].Settle(queue.Ack), queue.ErrSettled, "released is settled")
 	require.NoError(t, ms[2].Settle(queue.Ack))
-	select {
-	case m := <-c.messages:
-		t.Fatalf("%s redelivered while the channel is open", m.Body)
-	case <-time.After(300 * time.Millisecond):
-	}
+	c.requireNothingMore(t) // while the channel is open
 	c.stop()
 
 	again := tb.consumer(t, queue.ConsumerOptions{Prefetch: prefetch})
@@ -92,11 +80,7 @@ func TestMessage_ReleaseSendsNothingUntilTheChannelCloses(t *testing.T) {
 	require.Equal(t, 1, m.Deliveries, "given back once")
 	require.Zero(t, ms[0].Deliveries, "a first delivery")
 	require.NoError(t, m.Settle(queue.Ack))
-	select {
-	case m := <-again.messages:
-		t.Fatalf("%s delivered again", m.Body)
-	case <-time.After(300 * time.Millisecond):
-	}
+	again.requireNothingMore(t)
 }
 
 // An inbound queue declared by an earlier lull has no single active
