@@ -597,13 +597,13 @@ func (a *Appender) control(ctx context.Context, env ingest.Envelope) error {
 	switch env.Kind {
 	case ingest.KindPause:
 		var p store.Paused
-		if p, err = a.buf.Pause(ctx, env.Key, 0); err == nil {
-			a.log.Info("conversation paused", "conversation", env.Key, "source", env.Message.Source, "changed", p.Changed)
+		if p, err = a.buf.PauseAt(ctx, env.Key, 0, batch.ParseMillis(env.Message.ReceivedAt)); err == nil {
+			a.log.Info("conversation paused", "conversation", env.Key, "source", env.Message.Source, "changed", p.Changed, "stale", p.Stale)
 		}
 	case ingest.KindResume:
 		var p store.Paused
-		if p, err = a.buf.Resume(ctx, env.Key); err == nil {
-			a.log.Info("conversation resumed", "conversation", env.Key, "source", env.Message.Source, "changed", p.Changed)
+		if p, err = a.buf.ResumeAt(ctx, env.Key, batch.ParseMillis(env.Message.ReceivedAt)); err == nil {
+			a.log.Info("conversation resumed", "conversation", env.Key, "source", env.Message.Source, "changed", p.Changed, "stale", p.Stale)
 		}
 	default:
 		start := time.Now()

@@ -124,7 +124,8 @@ func (b *Store) Cancel(ctx context.Context, key string) ([]json.RawMessage, erro
 
 // Paused is the outcome of Pause and Resume.
 type Paused struct {
-	Changed  bool  // false: Resume of a conversation that was not paused
+	Changed  bool  // false: Resume of a conversation that was not paused, or Stale
+	Stale    bool  // older than the pause or resume in force: nothing changed
 	Until    int64 // Pause: its end (Unix ms), -1 = until resumed
 	Deadline int64 // when what is buffered is due (Unix ms), -1 = not scheduled
 	Now      int64
@@ -134,32 +135,49 @@ type Paused struct {
 // messages are still taken and kept, nothing is claimed. When the pause
 // ends, what was kept flushes as one batch marked paused.
 func (b *Store) Pause(ctx context.Context, key string, d time.Duration) (Paused, error) {
+	return b.PauseAt(ctx, key, d, 0)
+}
+
+// PauseAt is Pause for a pause that happened at (Unix ms: a webhook's
+// receipt by the api): when a later pause or resume is in force already
+// (this one landed late) it changes nothing and says Stale. at 0 is now and
+// always applies, as Pause (an operator's call) does.
+func (b *Store) PauseAt(ctx context.Context, key string, d time.Duration, at int64) (Paused, error) {
 	arg := ""
 	if d > 0 {
 		arg = ms(d)
 	}
-	return b.pause(ctx, key, "pause", arg)
+	return b.pause(ctx, key, "pause", arg, at)
 }
 
 // Resume ends conversation key's pause: what was kept is due at once, as one
 // batch marked paused (reason "resumed").
 func (b *Store) Resume(ctx context.Context, key string) (Paused, error) {
-	return b.pause(ctx, key, "resume", "")
+	return b.ResumeAt(ctx, key, 0)
 }
 
-func (b *Store) pause(ctx context.Context, key, mode, d string) (Paused, error) {
+// ResumeAt is Resume for a resume that happened at (see PauseAt).
+func (b *Store) ResumeAt(ctx context.Context, key string, at int64) (Paused, error) {
+	return b.pause(ctx, key, "resume", "", at)
+}
+
+func (b *Store) pause(ctx context.Context, key, mode, d string, at int64) (Paused, error) {
 	k := b.keys.Conversation(key)
 	ctx, cancel := b.bound(ctx)
 	defer cancel()
+	when := ""
+	if at > 0 {
+		when = strconv.FormatInt(at, 10)
+	}
 	vals, err := lua.Pause.Exec(ctx, b.client, []string{k.Meta, k.Buf, k.Due},
-		[]string{key, mode, d, ms(b.opts.TTL), b.now()}).AsIntSlice()
+		[]string{key, mode, d, ms(b.opts.TTL), b.now(), when}).AsIntSlice()
 	if err != nil {
 		return Paused{}, fmt.Errorf("%s %s: %w", mode, k.Meta, err)
 	}
-	if len(vals) != 4 {
+	if len(vals) != 5 {
 		return Paused{}, fmt.Errorf("%s %s: unexpected reply %v", mode, k.Meta, vals)
 	}
-	p := Paused{Changed: vals[0] == 1, Until: vals[1], Deadline: vals[2], Now: vals[3]}
+	p := Paused{Changed: vals[0] == 1, Until: vals[1], Deadline: vals[2], Now: vals[3], Stale: vals[4] == 1}
 	if p.Deadline >= 0 {
 		b.alarm.set(p.Deadline, p.Now)
 	}

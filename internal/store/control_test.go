@@ -124,6 +124,46 @@ func TestPause_KeepsMessagesAndFlushesThemAsOnePausedBatchOnResume(t *testing.T)
 	require.False(t, tb.flush(t, "u1", "w1").Batch.Paused, "the next batch is a plain one")
 }
 
+// A pause or resume that happened before the one in force (a command that
+// lands late, sent by a worker cut off from Redis) changes nothing: the
+// latest decision wins, and a call without a time (the HTTP API's) is now.
+func TestPauseAt_ALateCommandDoesNotUndoALaterOne(t *testing.T) {
+	tb := setup(t)
+	ctx := context.Background()
+	tb.add(t, "u1", "a")
+	r, err := tb.buf.ResumeAt(ctx, "u1", t0-1_000)
+	require.NoError(t, err)
+	require.False(t, r.Changed, "not paused")
+	p, err := tb.buf.PauseAt(ctx, "u1", 0, t0-2_000) // happened before that resume
+	require.NoError(t, err)
+	require.True(t, p.Stale)
+	require.False(t, p.Changed)
+	s, err := tb.buf.ConversationStatus(ctx, "u1")
+	require.NoError(t, err)
+	require.False(t, s.Paused, "the later resume stands")
+
+	p, err = tb.buf.PauseAt(ctx, "u1", 0, t0-500)
+	require.NoError(t, err)
+	require.True(t, p.Changed)
+	r, err = tb.buf.ResumeAt(ctx, "u1", t0-700) // before the pause in force
+	require.NoError(t, err)
+	require.True(t, r.Stale)
+	s, err = tb.buf.ConversationStatus(ctx, "u1")
+	require.NoError(t, err)
+	require.True(t, s.Paused)
+	r, err = tb.buf.Resume(ctx, "u1") // now
+	require.NoError(t, err)
+	require.True(t, r.Changed)
+
+	// A resume of a conversation lull holds nothing of leaves no key
+	// without an expiry.
+	_, err = tb.buf.ResumeAt(ctx, "nobody", t0)
+	require.NoError(t, err)
+	pttl, err := tb.client.Do(ctx, tb.client.B().Pttl().Key(tb.buf.Keys().Conversation("nobody").Meta).Build()).AsInt64()
+	require.NoError(t, err)
+	require.Positive(t, pttl)
+}
+
 func TestPause_ForAWhileEndsByItself(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
