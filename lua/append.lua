@@ -147,25 +147,30 @@ if max_wait > 0 and first + max_wait < deadline then
   deadline, reason = first + max_wait, 'max_wait'
 end
 -- A buffer already due at once (a full buffer's rest, a flush word, a
--- manual flush) stays due at once: the message joins that batch rather
--- than restart the quiet window (as schedule.lua's typing does not).
-if count > 1 then
+-- manual flush, a resume) stays due at once: the message joins that batch
+-- rather than restart the quiet window (nor does typing, schedule.lua).
+local kept = false
+if count > 1 and not pause[1] then
   local prev = redis.call('HMGET', meta_key, 'deadline', 'reason')
   local prev_deadline = tonumber(prev[1])
   if prev_deadline and prev_deadline <= now and (prev[2] == 'max_messages' or prev[2] == 'max_bytes'
-      or prev[2] == 'immediate' or prev[2] == 'manual') then
-    deadline, reason = prev_deadline, prev[2]
+      or prev[2] == 'immediate' or prev[2] == 'manual' or prev[2] == 'resumed') then
+    deadline, reason, kept = prev_deadline, prev[2], true
   end
 end
 if count >= max_msgs then
-  deadline, reason = now, 'max_messages'
+  deadline, reason, kept = now, 'max_messages', false
 end
 if ARGV[10] == '1' then
-  deadline, reason = now, 'immediate'
+  deadline, reason, kept = now, 'immediate', false
 end
 redis.call('HSET', meta_key, 'last_at', at, 'deadline', deadline, 'reason', reason)
 local keep = ttl
-if not pause[1] then
+if kept then
+  -- Never earlier than it is: a batch in flight had it put off to its
+  -- lease's end (flush.lua), and this message changes nothing of that.
+  redis.call('ZADD', due_key, 'GT', deadline, conv)
+elseif not pause[1] then
   redis.call('ZADD', due_key, deadline, conv)
 elseif pause[2] then
   local pause_end = tonumber(pause[2])

@@ -4,9 +4,10 @@
 --
 -- The deadline check is what makes the claim safe: a message that arrives
 -- after the scheduler found the conversation due moves the deadline into the
--- future (not_due), unless the burst has reached its max wait or max messages,
--- and then the new message rightly belongs to the batch. So no generation is
--- compared here.
+-- future (not_due), unless the burst has reached its max wait or max messages
+-- or was due at once already (a flush word, a manual flush, a resume, a
+-- slice's rest: append.lua keeps those due), and then the new message rightly
+-- belongs to the batch. So no generation is compared here.
 --
 -- KEYS[1] due       <ns>:{sNN}:due           ZSET conversation key -> flush deadline (Unix ms)
 -- KEYS[2] meta      <ns>:{sNN}:meta:<key>    HASH gen, first_at, last_at, deadline, reason, bytes (of buf),

@@ -31,15 +31,19 @@
 local meta_key, buf_key, due_key = KEYS[1], KEYS[2], KEYS[3]
 local conv, mode, ttl = ARGV[1], ARGV[2], tonumber(ARGV[4])
 local now = clock(ARGV[5])
+if mode ~= 'pause' and mode ~= 'resume' then
+  return redis.error_reply('pause.lua: mode must be pause or resume')
+end
+-- An api clock ahead of Redis's counts as now, as in append.lua.
 local at = tonumber(ARGV[6])
+if at then
+  at = math.min(at, now)
+end
 local last = tonumber(redis.call('HGET', meta_key, 'control_at'))
 if at and last and at < last then
   return {0, -1, -1, now, 1}
 end
 at = math.max(at or now, last or 0)
-if mode ~= 'pause' and mode ~= 'resume' then
-  return redis.error_reply('pause.lua: mode must be pause or resume')
-end
 redis.call('HSET', meta_key, 'control_at', at)
 if redis.call('PTTL', meta_key) < 0 then
   redis.call('PEXPIRE', meta_key, ttl) -- a meta this call made: never without expiry

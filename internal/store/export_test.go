@@ -30,3 +30,6 @@ func (c *Claim) Age(d time.Duration) { c.held.Add(-d.Nanoseconds()) }
 
 // GlobEscape is globEscape, for its test.
 var GlobEscape = globEscape
+
+// IsShardKey is isShardKey, for its test.
+var IsShardKey = isShardKey

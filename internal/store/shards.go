@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -92,14 +95,19 @@ func ChangeShards(ctx context.Context, client rueidis.Client, ns string, n int) 
 		}
 		left[i%3] += c
 	}
-	// A conversation paused until resumed keeps its buffer in no due set.
+	// A conversation paused until resumed keeps its buffer in no due set,
+	// and a pause with nothing buffered lives in its meta alone.
 	held, err := heldBuffers(ctx, client, ns)
 	if err != nil {
 		return fmt.Errorf("change shards: %w", err)
 	}
-	if left != [3]int64{} || held > 0 {
-		return fmt.Errorf("%w: under SHARDS=%d it holds %d buffering conversations (%d buffers, paused ones included), %d batches in flight, %d dead letters",
-			ErrNotDrained, old, left[0], held, left[1], left[2])
+	paused, err := pausedConversations(ctx, client, ns, time.Now().UnixMilli())
+	if err != nil {
+		return fmt.Errorf("change shards: %w", err)
+	}
+	if left != [3]int64{} || held > 0 || paused > 0 {
+		return fmt.Errorf("%w: under SHARDS=%d it holds %d conversations scheduled, %d buffers (paused ones included), %d paused conversations, %d batches in flight, %d dead letters",
+			ErrNotDrained, old, left[0], held, paused, left[1], left[2])
 	}
 	if err := client.Do(ctx, client.B().Set().Key(space.ShardsKey()).Value(strconv.Itoa(n)).Build()).Error(); err != nil {
 		return fmt.Errorf("change shards: %w", err)
@@ -107,21 +115,24 @@ func ChangeShards(ctx context.Context, client rueidis.Client, ns string, n int) 
 	return nil
 }
 
-// heldBuffers counts the conversations of ns with a buffer, paused ones
-// included, with SCAN on every node: a read of the whole keyspace, fit for
+// scanShardKeys returns the keys of ns's conversations of kind ("buf",
+// "meta") on every node, with SCAN: a read of the whole keyspace, fit for
 // ChangeShards (run while the processes are stopped), not for a hot path.
-func heldBuffers(ctx context.Context, client rueidis.Client, ns string) (int, error) {
-	pattern := globEscape(ns) + ":{s*}:buf:*"
+// A replica's copies are the same keys.
+func scanShardKeys(ctx context.Context, client rueidis.Client, ns, kind string) ([]string, error) {
+	pattern := globEscape(ns) + ":{s*}:" + kind + ":*"
 	found := map[string]bool{}
 	for addr, node := range client.Nodes() {
 		var cursor uint64
 		for {
 			e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
 			if err != nil {
-				return 0, fmt.Errorf("scan %s for %s: %w", addr, pattern, err)
+				return nil, fmt.Errorf("scan %s for %s: %w", addr, pattern, err)
 			}
 			for _, k := range e.Elements {
-				found[k] = true
+				if isShardKey(ns, kind, k) {
+					found[k] = true
+				}
 			}
 			if e.Cursor == 0 {
 				break
@@ -129,7 +140,59 @@ func heldBuffers(ctx context.Context, client rueidis.Client, ns string) (int, er
 			cursor = e.Cursor
 		}
 	}
-	return len(found), nil
+	return slices.Sorted(maps.Keys(found)), nil
+}
+
+// isShardKey reports whether key is <ns>:{sNN}:<kind>:<conversation> (a
+// conversation key may itself hold "}:buf:", which the MATCH pattern lets by).
+func isShardKey(ns, kind, key string) bool {
+	rest, ok := strings.CutPrefix(key, ns+":{s")
+	if !ok {
+		return false
+	}
+	digits, rest, ok := strings.Cut(rest, "}:")
+	if !ok || digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return false
+	}
+	return strings.HasPrefix(rest, kind+":")
+}
+
+// heldBuffers counts the conversations of ns with a buffer, paused ones
+// included (in no due set while paused until resumed).
+func heldBuffers(ctx context.Context, client rueidis.Client, ns string) (int, error) {
+	keys, err := scanShardKeys(ctx, client, ns, "buf")
+	return len(keys), err
+}
+
+// pausedConversations counts the conversations of ns under a pause that
+// has not run out, buffering or not: the pause lives in their meta alone,
+// and a new shard count would end it unseen.
+func pausedConversations(ctx context.Context, client rueidis.Client, ns string, nowMs int64) (int, error) {
+	metas, err := scanShardKeys(ctx, client, ns, "meta")
+	if err != nil {
+		return 0, err
+	}
+	paused := 0
+	for chunk := range slices.Chunk(metas, 500) {
+		cmds := make(rueidis.Commands, 0, len(chunk))
+		for _, k := range chunk {
+			cmds = append(cmds, client.B().Hmget().Key(k).Field("paused", "paused_until").Build())
+		}
+		for _, res := range client.DoMulti(ctx, cmds...) {
+			v, err := res.ToArray()
+			if err != nil {
+				return 0, err
+			}
+			if len(v) != 2 || v[0].IsNil() {
+				continue
+			}
+			if until, err := v[1].AsInt64(); err == nil && until <= nowMs {
+				continue // ran out
+			}
+			paused++
+		}
+	}
+	return paused, nil
 }
 
 // globEscape quotes the characters a Redis MATCH pattern gives a meaning.

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -40,7 +41,7 @@ func TestChangeShards_OnlyWhenDrained(t *testing.T) {
 	require.NoError(t, client.Do(ctx, client.B().Zadd().Key(space.Dead(15)).ScoreMember().ScoreMember(1, "v:1").Build()).Error())
 	err := store.ChangeShards(ctx, client, ns, 48)
 	require.ErrorIs(t, err, store.ErrNotDrained)
-	require.ErrorContains(t, err, "1 buffering conversations (0 buffers, paused ones included), 0 batches in flight, 1 dead letters")
+	require.ErrorContains(t, err, "1 conversations scheduled, 0 buffers (paused ones included), 0 paused conversations, 0 batches in flight, 1 dead letters")
 	require.ErrorIs(t, store.CheckShards(ctx, client, ns, 48), store.ErrShardsDiffer, "still 16")
 
 	require.NoError(t, client.Do(ctx, client.B().Del().Key(space.Due(3), space.Dead(15)).Build()).Error())
@@ -69,11 +70,32 @@ func TestChangeShards_RefusesWhileAPausedConversationHoldsMessages(t *testing.T)
 
 	err = store.ChangeShards(ctx, client, ns, 32)
 	require.ErrorIs(t, err, store.ErrNotDrained)
-	require.ErrorContains(t, err, "0 buffering conversations (1 buffers, paused ones included)")
+	require.ErrorContains(t, err, "0 conversations scheduled, 1 buffers (paused ones included), 1 paused conversations")
 
+	// Nothing buffered, still paused: the pause would end unseen.
 	_, err = st.Cancel(ctx, "u")
 	require.NoError(t, err)
+	err = store.ChangeShards(ctx, client, ns, 32)
+	require.ErrorIs(t, err, store.ErrNotDrained)
+	require.ErrorContains(t, err, "0 buffers (paused ones included), 1 paused conversations")
+
+	// A pause that ran out does not count.
+	_, err = st.Resume(ctx, "u")
+	require.NoError(t, err)
+	_, err = st.Pause(ctx, "v", time.Millisecond)
+	require.NoError(t, err)
+	time.Sleep(5 * time.Millisecond)
 	require.NoError(t, store.ChangeShards(ctx, client, ns, 32))
+}
+
+func TestIsShardKey(t *testing.T) {
+	t.Parallel()
+	require.True(t, store.IsShardKey("lull", "buf", "lull:{s07}:buf:5511"))
+	require.True(t, store.IsShardKey("lull", "buf", "lull:{s07}:buf:a}:buf:b"))
+	require.False(t, store.IsShardKey("lull", "buf", "lull:{s07}:seen:a}:buf:b"), "a conversation key holding }:buf:")
+	require.False(t, store.IsShardKey("lull", "buf", "lull:{sx}:buf:a"))
+	require.False(t, store.IsShardKey("lull", "meta", "lull:{s07}:buf:a"))
+	require.False(t, store.IsShardKey("lull", "buf", "other:{s07}:buf:a"))
 }
 
 func TestGlobEscape_QuotesThePatternCharacters(t *testing.T) {

@@ -498,6 +498,19 @@ func TestAppend_DueAtOnceStaysDue(t *testing.T) {
 	require.Equal(t, "max_messages", c.Batch.Reason)
 	require.Equal(t, []string{"4", "5"}, texts(t, c))
 
+	// What a resume made due at once.
+	tb.add(t, "resumed", "p")
+	_, err = tb.buf.Pause(context.Background(), "resumed", 0)
+	require.NoError(t, err)
+	_, err = tb.buf.Resume(context.Background(), "resumed")
+	require.NoError(t, err)
+	tb.advance(time.Millisecond)
+	a = tb.add(t, "resumed", "q")
+	require.LessOrEqual(t, a.Deadline, tb.clock.Load(), "a resume's batch stays due")
+	c = tb.flush(t, "resumed", "w1")
+	require.Equal(t, "resumed", c.Batch.Reason)
+	require.Equal(t, []string{"p", "q"}, texts(t, c))
+
 	// A buffer whose quiet window ran out, still unclaimed, is not kept
 	// due: a new message restarts the window (a lagging scheduler does not
 	// end a burst that goes on).
