@@ -16,21 +16,25 @@ import (
 	"github.com/lullhq/lull/e2e/harness"
 )
 
-// rabbitmqctl runs `rabbitmqctl args...` ($LULL_RABBITMQCTL replaces the
-// command, e.g. "docker compose exec -T rabbitmq rabbitmqctl").
+// rabbitmqctl runs `rabbitmqctl args...` and logs what it printed.
 func rabbitmqctl(t *testing.T, args ...string) error {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	out, err := rabbitmqctlCommand(ctx, args...).CombinedOutput()
+	t.Logf("rabbitmqctl %s (%s): %s", strings.Join(args, " "), time.Since(start).Round(time.Millisecond), strings.TrimSpace(string(out)))
+	return err
+}
+
+// rabbitmqctlCommand is `rabbitmqctl args...` ($LULL_RABBITMQCTL replaces
+// the command, e.g. "docker compose exec -T rabbitmq rabbitmqctl").
+func rabbitmqctlCommand(ctx context.Context, args ...string) *exec.Cmd {
 	command := strings.Fields(os.Getenv("LULL_RABBITMQCTL"))
 	if len(command) == 0 {
 		command = []string{"rabbitmqctl"}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	start := time.Now()
-	cmd := exec.CommandContext(ctx, command[0], append(command[1:], args...)...)
-	out, err := cmd.CombinedOutput()
-	t.Logf("rabbitmqctl %s (%s): %s", strings.Join(args, " "), time.Since(start).Round(time.Millisecond), strings.TrimSpace(string(out)))
-	return err
+	return exec.CommandContext(ctx, command[0], append(command[1:], args...)...)
 }
 
 // TestFault_RabbitMQRestart stops the broker's application mid-stream and

@@ -14,8 +14,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -147,17 +145,13 @@ func testFaultOneOfTwoKilled(t *testing.T) {
 
 // activeWorker is the worker of d whose consumer is the inbound queue's
 // active one, as `rabbitmqctl list_consumers` on the local broker says
-// ($LULL_RABBITMQCTL replaces the command); it fails the test if none is.
+// (rabbitmqctlCommand); it fails the test if none is.
 func activeWorker(t *testing.T, d *harness.Deployment) *harness.Proc {
 	t.Helper()
-	command := strings.Fields(os.Getenv("LULL_RABBITMQCTL"))
-	if len(command) == 0 {
-		command = []string{"rabbitmqctl"}
-	}
-	args := append(command[1:], "list_consumers", "queue_name", "consumer_tag", "active", "--quiet", "--no-table-headers")
 	var active *harness.Proc
 	harness.WaitUntil(t, 20*time.Second, "an active consumer on "+queue.InboundQueue(d.NS), func() bool {
-		out, err := exec.Command(command[0], args...).CombinedOutput()
+		out, err := rabbitmqctlCommand(context.Background(), "list_consumers", "queue_name", "consumer_tag", "active",
+			"--quiet", "--no-table-headers").CombinedOutput()
 		if err != nil {
 			t.Logf("rabbitmqctl list_consumers: %v: %s", err, out)
 			return false

@@ -62,10 +62,13 @@ for i, want in ipairs({'list', 'hash', 'zset', 'zset', 'hash'}) do
   end
 end
 -- Likewise for the counters this script increments after the first write.
-for _, field in ipairs({{KEYS[2], 'gen'}, {KEYS[2], 'seq'}, {KEYS[2], 'bytes'}, {KEYS[5], 'appended'}}) do
-  local v = redis.call('HGET', field[1], field[2])
-  if v and not string.match(v, '^%-?%d+$') then
-    return redis.error_reply('ERR ' .. field[1] .. ' field ' .. field[2] .. ' is not an integer: nothing appended')
+-- meta is read once: its deadline and reason serve below as they are now.
+local m = redis.call('HMGET', meta_key, 'gen', 'seq', 'bytes', 'deadline', 'reason')
+local counters = {{meta_key, 'gen', m[1]}, {meta_key, 'seq', m[2]}, {meta_key, 'bytes', m[3]},
+  {stats_key, 'appended', redis.call('HGET', stats_key, 'appended')}}
+for _, c in ipairs(counters) do
+  if c[3] and not string.match(c[3], '^%-?%d+$') then
+    return redis.error_reply('ERR ' .. c[1] .. ' field ' .. c[2] .. ' is not an integer: nothing appended')
   end
 end
 
@@ -78,9 +81,7 @@ end
 
 if redis.call('ZSCORE', seen_key, id) then
   redis.call('HINCRBY', stats_key, 'duplicates', 1)
-  local gen = tonumber(redis.call('HGET', meta_key, 'gen')) or 0
-  local deadline = tonumber(redis.call('HGET', meta_key, 'deadline')) or -1
-  return {0, gen, redis.call('LLEN', buf_key), deadline, now, 0}
+  return {0, tonumber(m[1]) or 0, redis.call('LLEN', buf_key), tonumber(m[4]) or -1, now, 0}
 end
 redis.call('ZADD', seen_key, now, id)
 redis.call('ZREMRANGEBYSCORE', seen_key, '-inf', now - dedupe)
@@ -150,13 +151,9 @@ end
 -- manual flush, a resume) stays due at once: the message joins that batch
 -- rather than restart the quiet window (nor does typing, schedule.lua).
 local kept = false
-if count > 1 and not pause[1] then
-  local prev = redis.call('HMGET', meta_key, 'deadline', 'reason')
-  local prev_deadline = tonumber(prev[1])
-  if prev_deadline and prev_deadline <= now and (prev[2] == 'max_messages' or prev[2] == 'max_bytes'
-      or prev[2] == 'immediate' or prev[2] == 'manual' or prev[2] == 'resumed') then
-    deadline, reason, kept = prev_deadline, prev[2], true
-  end
+local prev_deadline = tonumber(m[4])
+if count > 1 and not pause[1] and prev_deadline and prev_deadline <= now and due_at_once[m[5]] then
+  deadline, reason, kept = prev_deadline, m[5], true
 end
 if count >= max_msgs then
   deadline, reason, kept = now, 'max_messages', false

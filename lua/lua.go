@@ -6,8 +6,11 @@
 // Every script is run with Prelude in front of it: one line that defines
 // clock(arg), the script's "now" in Unix ms: the test clock when arg is a
 // number (only tests pass one), else Redis TIME. A script reads its clock as
-// `local now = clock(ARGV[n])`. The prelude is one line so that Redis's error
-// line numbers are the file's plus one.
+// `local now = clock(ARGV[n])`. It also defines due_at_once, the flush
+// reasons of a buffer due at once (a full buffer, a slice's rest, a flush
+// word, a manual flush, a resume), which neither a new message (append.lua)
+// nor typing (schedule.lua) puts off. The prelude is one line so that
+// Redis's error line numbers are the file's plus one.
 package lua
 
 import (
@@ -20,7 +23,8 @@ import (
 )
 
 // Prelude opens every script (see the package comment).
-const Prelude = "local function clock(arg) local n = tonumber(arg) if n then return n end local t = redis.call('TIME') return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end\n"
+const Prelude = "local function clock(arg) local n = tonumber(arg) if n then return n end local t = redis.call('TIME') return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end " +
+	"local due_at_once = {max_messages = true, max_bytes = true, immediate = true, manual = true, resumed = true}\n"
 
 var (
 	//go:embed append.lua

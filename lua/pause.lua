@@ -43,10 +43,10 @@ local last = tonumber(redis.call('HGET', meta_key, 'control_at'))
 if at and last and at < last then
   return {0, -1, -1, now, 1}
 end
-at = math.max(at or now, last or 0)
-redis.call('HSET', meta_key, 'control_at', at)
-if redis.call('PTTL', meta_key) < 0 then
-  redis.call('PEXPIRE', meta_key, ttl) -- a meta this call made: never without expiry
+-- Recorded where lull holds the conversation (a resume of one it holds
+-- nothing of makes no key); a pause sets the meta's expiry below.
+if mode == 'pause' or redis.call('EXISTS', meta_key) == 1 then
+  redis.call('HSET', meta_key, 'control_at', math.max(at or now, last or 0))
 end
 local buffered = redis.call('LLEN', buf_key) > 0
 

@@ -29,8 +29,7 @@ local deadline, reason, first = tonumber(m[1]) or now, m[2], tonumber(m[3]) or n
 if mode == 'manual' then
   deadline, reason = now, 'manual'
 else
-  if reason == 'max_messages' or reason == 'max_bytes' or reason == 'immediate' or reason == 'manual'
-      or reason == 'resumed' then
+  if due_at_once[reason] then
     return {0, deadline, now}
   end
   local typed, why = now + quiet, 'quiet'

@@ -155,17 +155,12 @@ func New(buf *store.Store, opts Options) *Appender {
 // (INTAKE_HANDOVER_AFTER). Error replies (an out-of-memory Redis, a key of
 // another type) do not count: another worker would get them too.
 func (a *Appender) Stuck() (since time.Time, deliveries int) {
+	var s stuckness
 	for i := range a.stuck {
-		t, d := a.stuck[i].get()
-		if t.IsZero() {
-			continue
-		}
-		if since.IsZero() || t.Before(since) {
-			since = t
-		}
-		deliveries = max(deliveries, d)
+		l := a.stuck[i].get()
+		s = s.with(l.since, l.deliveries)
 	}
-	return since, deliveries
+	return s.since, s.deliveries
 }
 
 // Start launches the lanes and returns at once. They run until Stop (or the
@@ -250,7 +245,7 @@ func (a *Appender) Handle(body []byte, m Settler) {
 func (a *Appender) work(ctx context.Context, lane chan job, stuck *stuckLane) {
 	var pending []pendingJob // taken from lane, not settled yet, in lane order
 	defer func() {
-		stuck.set(time.Time{}, 0)
+		stuck.set(stuckness{})
 		// Stopping: what was taken and not settled is released, like
 		// what the lane still holds (Start releases that).
 		for _, p := range pending {
@@ -294,7 +289,7 @@ type pendingJob struct {
 	// (store.Unreachable), zero while its last failure was not that.
 	netFailedAt time.Time
 	// deliveries: how often the queue gave its message back before
-	// (queue.Message.Deliveries).
+	// (queue.Message.DeliveryCount).
 	deliveries int
 }
 
@@ -309,48 +304,58 @@ func deliveriesOf(m Settler) int {
 	return 0
 }
 
-// stuckLane is what a lane retries because Redis does not answer: since
-// when its oldest such job fails so, and the most deliveries of those jobs.
-type stuckLane struct {
-	mu         sync.Mutex
-	since      time.Time // zero: nothing
+// stuckness is what fails because Redis does not answer: since when the
+// oldest such job fails so (zero: nothing), and the most deliveries of
+// those jobs' messages.
+type stuckness struct {
+	since      time.Time
 	deliveries int
 }
 
-func (l *stuckLane) set(since time.Time, deliveries int) {
+// with is s and one more job failing since since (zero: not failing so)
+// with deliveries.
+func (s stuckness) with(since time.Time, deliveries int) stuckness {
+	if since.IsZero() {
+		return s
+	}
+	if s.since.IsZero() || since.Before(s.since) {
+		s.since = since
+	}
+	s.deliveries = max(s.deliveries, deliveries)
+	return s
+}
+
+// stuckLane is a lane's stuckness, read by Stuck.
+type stuckLane struct {
+	mu sync.Mutex
+	s  stuckness
+}
+
+func (l *stuckLane) set(s stuckness) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.since, l.deliveries = since, deliveries
+	l.s = s
 }
 
 // add counts one more job failing since since with deliveries.
 func (l *stuckLane) add(since time.Time, deliveries int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.since.IsZero() || since.Before(l.since) {
-		l.since = since
-	}
-	l.deliveries = max(l.deliveries, deliveries)
+	l.s = l.s.with(since, deliveries)
 }
 
-func (l *stuckLane) get() (time.Time, int) {
+func (l *stuckLane) get() stuckness {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.since, l.deliveries
+	return l.s
 }
 
 // stuckOf is what of pending fails because Redis does not answer.
-func stuckOf(pending []pendingJob) (since time.Time, deliveries int) {
+func stuckOf(pending []pendingJob) (s stuckness) {
 	for _, p := range pending {
-		if p.netFailedAt.IsZero() {
-			continue
-		}
-		if since.IsZero() || p.netFailedAt.Before(since) {
-			since = p.netFailedAt
-		}
-		deliveries = max(deliveries, p.deliveries)
+		s = s.with(p.netFailedAt, p.deliveries)
 	}
-	return since, deliveries
+	return s
 }
 
 // step applies what it can of pending, the lane's jobs in order, and

@@ -51,7 +51,13 @@ func newStore(client rueidis.Client, ns string) *store.Store {
 // start starts an Appender with lanes lanes, stopped at the end of the test.
 func start(t *testing.T, buf *store.Store, lanes int) *appender.Appender {
 	t.Helper()
-	a := appender.New(buf, appender.Options{Lanes: lanes})
+	return startWith(t, buf, appender.Options{Lanes: lanes})
+}
+
+// startWith is start with opts.
+func startWith(t *testing.T, buf *store.Store, opts appender.Options) *appender.Appender {
+	t.Helper()
+	a := appender.New(buf, opts)
 	require.NoError(t, a.Start(context.Background()))
 	t.Cleanup(a.Stop)
 	select {

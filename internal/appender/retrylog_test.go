@@ -1,7 +1,6 @@
 package appender_test
 
 import (
-	"context"
 	"log/slog"
 	"strconv"
 	"testing"
@@ -22,9 +21,7 @@ func TestRetryWarnings_OneLineASecondEveryFailureCounted(t *testing.T) {
 	redis := testenv.StartRedisServer(t)
 	ns := testenv.Namespace(t, "appender")
 	var logs testenv.LogBuffer
-	a := appender.New(newStore(redis.Client, ns), appender.Options{Lanes: 4, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
-	require.NoError(t, a.Start(context.Background()))
-	t.Cleanup(a.Stop)
+	a := startWith(t, newStore(redis.Client, ns), appender.Options{Lanes: 4, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	redis.RefuseWrites(t)
 	var all []*settled
 	for i := range 40 {

@@ -1,7 +1,6 @@
 package appender_test
 
 import (
-	"context"
 	"strconv"
 	"testing"
 	"time"
@@ -25,9 +24,7 @@ func TestStuck_OnlyWhileRedisDoesNotAnswer(t *testing.T) {
 	ns := testenv.Namespace(t, "appender")
 	opts := testenv.StoreOptions()
 	opts.RedisTimeout = 200 * time.Millisecond
-	a := appender.New(store.New(redis.Client, ns, opts), appender.Options{Lanes: 2})
-	require.NoError(t, a.Start(context.Background()))
-	t.Cleanup(a.Stop)
+	a := startWith(t, store.New(redis.Client, ns, opts), appender.Options{Lanes: 2})
 	stuckSince := func() time.Time { since, _ := a.Stuck(); return since }
 	require.True(t, stuckSince().IsZero())
 

@@ -229,8 +229,7 @@ func (c *Consumer) consume(ctx context.Context) (bool, error) {
 				return true, fmt.Errorf("%w: delivery stream ended", errLost)
 			}
 			sess.handOut(d.DeliveryTag)
-			c.handle(Message{Body: d.Body, MessageID: d.MessageId, Redelivered: d.Redelivered, Deliveries: deliveryCount(d.Headers),
-				d: d, s: &settlement{sess: sess}})
+			c.handle(Message{Body: d.Body, MessageID: d.MessageId, Redelivered: d.Redelivered, d: d, s: &settlement{sess: sess}})
 		}
 	}
 }

@@ -336,10 +336,6 @@ type Message struct {
 	// Redelivered is true when the broker delivered the message before
 	// (to this or another consumer) without it being settled.
 	Redelivered bool
-	// Deliveries is how many times the quorum queue gave the message back
-	// before this delivery (its x-delivery-count header; 0 on the first):
-	// at DeliveryLimit it dead-letters the message instead.
-	Deliveries int
 
 	d amqp.Delivery
 	s *settlement
@@ -375,12 +371,11 @@ func (m Message) Settle(o Outcome) error {
 	return nil
 }
 
-// DeliveryCount is Deliveries.
-func (m Message) DeliveryCount() int { return m.Deliveries }
-
-// deliveryCount reads a quorum queue's x-delivery-count header.
-func deliveryCount(h amqp.Table) int {
-	switch v := h["x-delivery-count"].(type) {
+// DeliveryCount is how many times the quorum queue gave the message back
+// before this delivery (its x-delivery-count header; 0 on the first): at
+// DeliveryLimit it dead-letters the message instead.
+func (m Message) DeliveryCount() int {
+	switch v := m.d.Headers["x-delivery-count"].(type) {
 	case int64:
 		return int(v)
 	case int32:

@@ -77,8 +77,8 @@ func TestMessage_ReleaseSendsNothingUntilTheChannelCloses(t *testing.T) {
 	m := again.next(t)
 	require.Equal(t, "1", string(m.Body), "only the released message comes back")
 	require.True(t, m.Redelivered)
-	require.Equal(t, 1, m.Deliveries, "given back once")
-	require.Zero(t, ms[0].Deliveries, "a first delivery")
+	require.Equal(t, 1, m.DeliveryCount(), "given back once")
+	require.Zero(t, ms[0].DeliveryCount(), "a first delivery")
 	require.NoError(t, m.Settle(queue.Ack))
 	again.requireNothingMore(t)
 }

@@ -156,12 +156,13 @@ func TestPauseAt_ALateCommandDoesNotUndoALaterOne(t *testing.T) {
 	require.True(t, r.Changed)
 
 	// A resume of a conversation lull holds nothing of leaves no key
-	// without an expiry.
+	// without an expiry: it leaves no key at all.
 	_, err = tb.buf.ResumeAt(ctx, "nobody", t0)
 	require.NoError(t, err)
 	pttl, err := tb.client.Do(ctx, tb.client.B().Pttl().Key(tb.buf.Keys().Conversation("nobody").Meta).Build()).AsInt64()
 	require.NoError(t, err)
-	require.Positive(t, pttl)
+	require.NotEqual(t, int64(-1), pttl, "a key without an expiry")
+	require.Equal(t, int64(-2), pttl, "no key")
 }
 
 func TestPause_ForAWhileEndsByItself(t *testing.T) {

@@ -97,11 +97,7 @@ func ChangeShards(ctx context.Context, client rueidis.Client, ns string, n int) 
 	}
 	// A conversation paused until resumed keeps its buffer in no due set,
 	// and a pause with nothing buffered lives in its meta alone.
-	held, err := heldBuffers(ctx, client, ns)
-	if err != nil {
-		return fmt.Errorf("change shards: %w", err)
-	}
-	paused, err := pausedConversations(ctx, client, ns, time.Now().UnixMilli())
+	held, paused, err := heldConversations(ctx, client, ns, time.Now().UnixMilli())
 	if err != nil {
 		return fmt.Errorf("change shards: %w", err)
 	}
@@ -115,33 +111,32 @@ func ChangeShards(ctx context.Context, client rueidis.Client, ns string, n int) 
 	return nil
 }
 
-// scanShardKeys returns the keys of ns's conversations of kind ("buf",
-// "meta") on every node, with SCAN: a read of the whole keyspace, fit for
-// ChangeShards (run while the processes are stopped), not for a hot path.
-// A replica's copies are the same keys.
-func scanShardKeys(ctx context.Context, client rueidis.Client, ns, kind string) ([]string, error) {
-	pattern := globEscape(ns) + ":{s*}:" + kind + ":*"
+// ScanKeys returns the keys matching the MATCH pattern on every node, with
+// SCAN, each once (a replica answers with its master's keys): a read of the
+// whole keyspace, fit for an offline command (ChangeShards, run while the
+// processes are stopped) or a test, never for a hot path.
+func ScanKeys(ctx context.Context, client rueidis.Client, pattern string) ([]string, error) {
 	found := map[string]bool{}
 	for addr, node := range client.Nodes() {
 		var cursor uint64
 		for {
 			e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
 			if err != nil {
-				return nil, fmt.Errorf("scan %s for %s: %w", addr, pattern, err)
+				return slices.Sorted(maps.Keys(found)), fmt.Errorf("scan %s for %s: %w", addr, pattern, err)
 			}
 			for _, k := range e.Elements {
-				if isShardKey(ns, kind, k) {
-					found[k] = true
-				}
+				found[k] = true
 			}
-			if e.Cursor == 0 {
+			if cursor = e.Cursor; cursor == 0 {
 				break
 			}
-			cursor = e.Cursor
 		}
 	}
 	return slices.Sorted(maps.Keys(found)), nil
 }
+
+// NamespacePattern is the MATCH pattern of every key of namespace ns.
+func NamespacePattern(ns string) string { return globEscape(ns) + ":*" }
 
 // isShardKey reports whether key is <ns>:{sNN}:<kind>:<conversation> (a
 // conversation key may itself hold "}:buf:", which the MATCH pattern lets by).
@@ -157,22 +152,25 @@ func isShardKey(ns, kind, key string) bool {
 	return strings.HasPrefix(rest, kind+":")
 }
 
-// heldBuffers counts the conversations of ns with a buffer, paused ones
-// included (in no due set while paused until resumed).
-func heldBuffers(ctx context.Context, client rueidis.Client, ns string) (int, error) {
-	keys, err := scanShardKeys(ctx, client, ns, "buf")
-	return len(keys), err
-}
-
-// pausedConversations counts the conversations of ns under a pause that
-// has not run out, buffering or not: the pause lives in their meta alone,
-// and a new shard count would end it unseen.
-func pausedConversations(ctx context.Context, client rueidis.Client, ns string, nowMs int64) (int, error) {
-	metas, err := scanShardKeys(ctx, client, ns, "meta")
+// heldConversations counts, in one SCAN of the shards' keys, the
+// conversations of ns with a buffer (paused ones included: in no due set
+// while paused until resumed) and those under a pause that has not run
+// out, buffering or not (the pause lives in their meta alone, and a new
+// shard count would end it unseen).
+func heldConversations(ctx context.Context, client rueidis.Client, ns string, nowMs int64) (buffers, paused int, err error) {
+	all, err := ScanKeys(ctx, client, globEscape(ns)+":{s*}:*")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	paused := 0
+	var metas []string
+	for _, k := range all {
+		switch {
+		case isShardKey(ns, "buf", k):
+			buffers++
+		case isShardKey(ns, "meta", k):
+			metas = append(metas, k)
+		}
+	}
 	for chunk := range slices.Chunk(metas, 500) {
 		cmds := make(rueidis.Commands, 0, len(chunk))
 		for _, k := range chunk {
@@ -181,7 +179,7 @@ func pausedConversations(ctx context.Context, client rueidis.Client, ns string, 
 		for _, res := range client.DoMulti(ctx, cmds...) {
 			v, err := res.ToArray()
 			if err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 			if len(v) != 2 || v[0].IsNil() {
 				continue
@@ -192,7 +190,7 @@ func pausedConversations(ctx context.Context, client rueidis.Client, ns string, 
 			paused++
 		}
 	}
-	return paused, nil
+	return buffers, paused, nil
 }
 
 // globEscape quotes the characters a Redis MATCH pattern gives a meaning.

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/redis/rueidis"
+
+	"github.com/lullhq/lull/internal/store"
 )
 
 // RedisURL is REDIS_URL, or the local default.
@@ -66,38 +68,11 @@ func RedisAt(t testing.TB, url, ns string) rueidis.Client {
 	return client
 }
 
-// Keys lists every key of namespace ns (of every node, on a Redis Cluster:
-// replicas answer with their masters' keys, which only repeats some).
+// Keys lists every key of namespace ns (of every node, on a Redis Cluster),
+// each once.
 func Keys(ctx context.Context, client rueidis.Client, ns string) []string {
-	if client.Mode() != rueidis.ClientModeCluster {
-		return scanKeys(ctx, client, ns)
-	}
-	seen := map[string]bool{}
-	var out []string
-	for _, node := range client.Nodes() {
-		for _, k := range scanKeys(ctx, node, ns) {
-			if !seen[k] {
-				seen[k] = true
-				out = append(out, k)
-			}
-		}
-	}
-	return out
-}
-
-func scanKeys(ctx context.Context, client rueidis.Client, ns string) []string {
-	var out []string
-	var cursor uint64
-	for {
-		e, err := client.Do(ctx, client.B().Scan().Cursor(cursor).Match(ns+":*").Count(1000).Build()).AsScanEntry()
-		if err != nil {
-			return out
-		}
-		out = append(out, e.Elements...)
-		if cursor = e.Cursor; cursor == 0 {
-			return out
-		}
-	}
+	keys, _ := store.ScanKeys(ctx, client, store.NamespacePattern(ns))
+	return keys
 }
 
 // DeleteNamespace deletes every key of namespace ns.
